@@ -1,0 +1,1 @@
+"""TFX components of the iHAS pipeline: ExampleGen, Search, Cluster, Retrain, evaluation."""

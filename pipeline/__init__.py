@@ -1,0 +1,1 @@
+"""The iHAS TFX pipeline definition and its runners."""

@@ -1,0 +1,1 @@
+"""Serving: the TF Serving SavedModel export, a protocol-compatible local server, the client."""
