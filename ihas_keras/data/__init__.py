@@ -1,0 +1,11 @@
+"""Raw CTR input: table formats, the shared row parser and validator, generated data."""
+
+from ihas_keras.data.formats import AVAZU, CRITEO, TableFormat, get_format, load_schema
+from ihas_keras.data.parse import REASONS, parse_lines
+from ihas_keras.data.read import BadInputError, ReadReport, read_table, validate
+from ihas_keras.data.synth import synthesize
+
+__all__ = [
+    "AVAZU", "CRITEO", "REASONS", "BadInputError", "ReadReport", "TableFormat", "get_format",
+    "load_schema", "parse_lines", "read_table", "synthesize", "validate",
+]  # fmt: skip

@@ -1,0 +1,148 @@
+"""Reading raw files with tf.data, and validating them with a quarantine for rejected rows.
+
+Rows read = rows accepted + rows quarantined, always: every rejected row goes to the quarantine file
+(JSON lines: file, line number, reason, the row itself) and is counted by reason.
+"""
+
+import collections
+import dataclasses
+import json
+import os
+
+import tensorflow as tf
+
+from ihas_keras.data.formats import TableFormat
+from ihas_keras.data.parse import REASONS, parse_lines
+
+
+class BadInputError(ValueError):
+    """Input that cannot be read as the given format, or too many rejected rows."""
+
+
+def _compression(path: str) -> str:
+    return "GZIP" if path.endswith(".gz") else ""
+
+
+def check_files(paths: list[str], fmt: TableFormat) -> None:
+    """Every path exists and, for formats with a header, starts with the expected header."""
+    if not paths:
+        raise BadInputError("no input files given")
+    for path in paths:
+        if not tf.io.gfile.exists(path):
+            raise BadInputError(f"{path}: no such file")
+        if fmt.header:
+            first = next(iter(tf.data.TextLineDataset(path, _compression(path)).take(1)), None)
+            expected = fmt.delimiter.join(fmt.columns)
+            got = first.numpy().decode("utf-8", "backslashreplace") if first is not None else ""
+            if got != expected:
+                raise BadInputError(
+                    f"{path}, line 1: the header does not match format {fmt.name!r}: "
+                    f"expected {expected[:200]!r}, got {got[:200]!r}"
+                )
+
+
+def read_table(paths: list[str], fmt: TableFormat, batch_size: int = 4096) -> tf.data.Dataset:
+    """Batches of parsed rows from raw files, in file order.
+
+    Each batch is `parse_lines`'s output plus "file" (string), "line" (1-based line number in that
+    file) and "raw" (the line itself). Rejected rows are included, with their reason code.
+    """
+    check_files(paths, fmt)
+    first_line = 2 if fmt.header else 1
+
+    def numbered(path):
+        lines = tf.data.TextLineDataset(path, _compression(path))
+        if fmt.header:
+            lines = lines.skip(1)
+        return lines.enumerate(start=first_line).map(lambda i, line: (path, i, line))
+
+    rows = numbered(paths[0])
+    for path in paths[1:]:
+        rows = rows.concatenate(numbered(path))
+
+    def parse(path, line_no, line):
+        batch = parse_lines(line, fmt)
+        batch.update(file=path, line=line_no, raw=line)
+        return batch
+
+    batches = rows.batch(batch_size)
+    return batches.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+@dataclasses.dataclass
+class ReadReport:
+    """Counts from one pass over raw files."""
+
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_quarantined: int = 0
+    by_reason: dict = dataclasses.field(default_factory=dict)
+    quarantine: str = ""
+
+    @property
+    def bad_fraction(self) -> float:
+        return self.rows_quarantined / self.rows_read if self.rows_read else 0.0
+
+    def summary(self) -> str:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.by_reason.items())) or "none"
+        return (
+            f"rows read {self.rows_read}, accepted {self.rows_accepted}, "
+            f"quarantined {self.rows_quarantined} ({self.bad_fraction:.4%}; {reasons})"
+            + (f"; quarantine: {self.quarantine}" if self.rows_quarantined else "")
+        )
+
+
+def validate(
+    paths: list[str],
+    fmt: TableFormat,
+    quarantine_path: str,
+    max_bad_fraction: float = 0.001,
+    on_batch=None,
+    batch_size: int = 4096,
+    progress: bool = False,
+) -> ReadReport:
+    """Reads every row, writes rejected ones to QUARANTINE_PATH, and counts.
+
+    on_batch(batch, accepted) is called for each batch (numpy values; `accepted` a boolean mask),
+    for callers that keep the accepted rows. Raises BadInputError when the quarantined fraction is
+    above max_bad_fraction (the quarantine and counts are written first).
+    """
+    report = ReadReport(quarantine=quarantine_path)
+    reasons = collections.Counter()
+    os.makedirs(os.path.dirname(os.path.abspath(quarantine_path)), exist_ok=True)
+    bar = _progress(progress)
+    with open(quarantine_path, "w") as quarantine:
+        for batch in read_table(paths, fmt, batch_size).as_numpy_iterator():
+            codes = batch["reason"]
+            accepted = codes == 0
+            report.rows_read += len(codes)
+            report.rows_accepted += int(accepted.sum())
+            for i in (~accepted).nonzero()[0]:
+                reason = REASONS[codes[i]]
+                reasons[reason] += 1
+                record = {
+                    "file": batch["file"][i].decode(),
+                    "line": int(batch["line"][i]),
+                    "reason": reason,
+                    "row": batch["raw"][i].decode("utf-8", "backslashreplace"),
+                }
+                quarantine.write(json.dumps(record) + "\n")
+            if on_batch is not None:
+                on_batch(batch, accepted)
+            bar.update(len(codes))
+    bar.close()
+    report.rows_quarantined = sum(reasons.values())
+    report.by_reason = dict(reasons)
+    assert report.rows_read == report.rows_accepted + report.rows_quarantined
+    if report.bad_fraction > max_bad_fraction:
+        raise BadInputError(
+            f"too many bad rows: {report.summary()}, above max_bad_fraction {max_bad_fraction}; "
+            f"see {quarantine_path} for each row, its file, line number and reason"
+        )
+    return report
+
+
+def _progress(enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(unit=" rows", unit_scale=True, disable=not enabled, desc="reading")
