@@ -12,8 +12,12 @@ test: lint
 lint:
 	$(ENV) ruff check .
 
+# Until the TFX pipeline lands: generated Criteo rows with planted segments, validated with the
+# shared parser, then the environment self-check (Keras fit, TFX pipeline, TF Serving API).
 demo:
-	$(ENV) ihas selfcheck --out $(DEMO_OUT)
+	$(ENV) ihas data synth --rows 200000 --format criteo --segments 3 --seed 0 --out $(DEMO_OUT)/criteo.txt
+	$(ENV) ihas data validate --format criteo --quarantine $(DEMO_OUT)/quarantine.jsonl $(DEMO_OUT)/criteo.txt
+	$(ENV) ihas selfcheck --out $(DEMO_OUT)/selfcheck
 
 # Re-resolves the dependency locks, one per supported Python, for Linux x86_64 with glibc 2.39+.
 lock:
