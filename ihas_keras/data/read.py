@@ -54,19 +54,25 @@ def read_table(paths: list[str], fmt: TableFormat, batch_size: int = 4096) -> tf
         lines = tf.data.TextLineDataset(path, _compression(path))
         if fmt.header:
             lines = lines.skip(1)
-        return lines.enumerate(start=first_line).map(lambda i, line: (path, i, line))
+        # Batch first, then number whole batches: per-line tf.data work would dominate the cost.
+        return lines.batch(batch_size).enumerate().map(
+            lambda k, batch: (
+                tf.fill(tf.shape(batch), path),
+                first_line + k * batch_size + tf.range(tf.size(batch, tf.int64), dtype=tf.int64),
+                batch,
+            )
+        )
 
-    rows = numbered(paths[0])
+    batches = numbered(paths[0])
     for path in paths[1:]:
-        rows = rows.concatenate(numbered(path))
+        batches = batches.concatenate(numbered(path))
 
-    def parse(path, line_no, line):
-        batch = parse_lines(line, fmt)
-        batch.update(file=path, line=line_no, raw=line)
+    def parse(files, line_numbers, lines):
+        batch = parse_lines(lines, fmt)
+        batch.update(file=files, line=line_numbers, raw=lines)
         return batch
 
-    batches = rows.batch(batch_size)
-    return batches.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return batches.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)
 
 
 @dataclasses.dataclass
