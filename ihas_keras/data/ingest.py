@@ -1,0 +1,74 @@
+"""Raw files -> validated, split tf.Examples in gzipped TFRecord files, laid out as TFX's.
+
+OUT/Split-train, Split-eval, Split-test hold `data.tfrecord.gz`; OUT/quarantine.jsonl the rejected
+rows; OUT/counts.json the counts. Empty fields are absent from their tf.Example (the TFX
+convention), matching `raw_feature_spec`.
+"""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+import tensorflow as tf
+from tfx_bsl.coders import example_coder
+
+from ihas_keras.data.formats import TableFormat
+from ihas_keras.data.preprocess import SPLITS, assign_split
+from ihas_keras.data.read import ReadReport, validate
+
+
+def to_record_batch(batch: dict, rows: np.ndarray, fmt: TableFormat) -> pa.RecordBatch:
+    """The selected ROWS of a parsed batch as an Arrow batch of list columns (empty = absent)."""
+    columns = {}
+    if fmt.label:
+        label = batch["label"][rows]
+        columns[fmt.label] = pa.ListArray.from_arrays(np.arange(len(label) + 1), label)
+    for name in fmt.feature_fields:
+        present = batch["present"][name][rows]
+        values = batch["values"][name][rows][present]
+        offsets = np.concatenate([[0], np.cumsum(present)]).astype(np.int32)
+        if values.dtype == object:
+            values = pa.array(values.tolist(), pa.binary())
+        columns[name] = pa.ListArray.from_arrays(offsets, values)
+    return pa.RecordBatch.from_pydict(columns)
+
+
+def ingest(
+    paths: list[str],
+    fmt: TableFormat,
+    out_dir: str,
+    seed: int = 0,
+    max_bad_fraction: float = 0.001,
+    progress: bool = False,
+) -> ReadReport:
+    """Validates PATHS and writes the accepted rows to OUT_DIR by split; returns the counts."""
+    writers = {}
+    for split in SPLITS:
+        os.makedirs(os.path.join(out_dir, f"Split-{split}"), exist_ok=True)
+        writers[split] = tf.io.TFRecordWriter(
+            os.path.join(out_dir, f"Split-{split}", "data.tfrecord.gz"), options="GZIP"
+        )
+
+    def write(batch, accepted):
+        split = assign_split(batch["file"], batch["line"], seed).numpy()
+        for index, name in enumerate(SPLITS):
+            rows = accepted & (split == index)
+            if rows.any():
+                for example in example_coder.RecordBatchToExamples(
+                    to_record_batch(batch, rows, fmt)
+                ):
+                    writers[name].write(example)
+
+    try:
+        report = validate(
+            paths, fmt, os.path.join(out_dir, "quarantine.jsonl"), max_bad_fraction,
+            on_batch=write, progress=progress,
+        )
+    finally:
+        for writer in writers.values():
+            writer.close()
+    with open(os.path.join(out_dir, "counts.json"), "w") as f:
+        json.dump(dataclasses.asdict(report), f, indent=2)
+    return report
