@@ -16,7 +16,7 @@ import json
 
 import numpy as np
 
-from ihas_keras.data.formats import AVAZU, CRITEO, TableFormat
+from ihas_keras.data.formats import TableFormat, get_format
 
 MARKERS = {"criteo": ("C1", "C2"), "avazu": ("C1", "site_category")}
 _AUC_BINS = 1 << 17
@@ -216,10 +216,8 @@ def synthesize(
     """Writes ROWS generated rows to PATH, plus the truth sidecar and metadata; returns a report."""
     from tqdm import tqdm
 
-    fmt = {"criteo": CRITEO, "avazu": AVAZU}.get(format)
-    if fmt is None:
-        raise ValueError(f"synthetic data exists for criteo and avazu, not {format!r}")
-    gen = Generator(fmt, segments, seed)
+    gen = Generator(get_format(format), segments, seed)  # Generator rejects other formats
+    fmt = gen.fmt
     pos = np.zeros(_AUC_BINS)
     neg = np.zeros(_AUC_BINS)
     sizes = np.zeros(segments, dtype=np.int64)
