@@ -1,0 +1,103 @@
+"""Bernoulli gates over embedding dimensions, per example (the heart of iHAS)."""
+
+import math
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from ihas_keras.layers.threshold import histogram_threshold
+
+
+@tf.custom_gradient
+def _straight_through(soft):
+    """Forward: the hard 0/1 sample (exactly 0 or 1); backward: the gradient of SOFT."""
+    hard = tf.cast(soft > 0.5, soft.dtype)
+    return hard, lambda upstream: upstream
+
+
+@keras.saving.register_keras_serializable(package="ihas")
+class BernoulliGate(keras.layers.Layer):
+    """Per-example keep probabilities p = sigmoid(Dense(E)) over the N* embedding dimensions.
+
+    Call on the concatenated embeddings E [B, N*]; returns (mask [B, N*], p [B, N*]).
+    Modes:
+      - "stochastic": in training, a straight-through Gumbel-Softmax sample at `temperature`
+        (hard 0/1 forward, the tempered soft sample's gradient backward); outside training,
+        the deterministic mask below, so that evaluating the search model needs no noise;
+      - "deterministic": mask = p > t, with t each example's histogram threshold (TF ops only);
+      - "open": all ones (pretraining).
+    `instance_wise=False` learns one probability vector shared by every example (iHAS-4).
+    The gate reads E through a stop-gradient: embeddings learn only from the prediction path.
+    """
+
+    MODES = ("stochastic", "deterministic", "open")
+
+    def __init__(self, units, mode="stochastic", instance_wise=True, temperature=0.1,
+                 initial_probability=0.5, bins=100, smoothing=5, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.mode = mode
+        self.instance_wise = bool(instance_wise)
+        self.temperature = float(temperature)
+        self.initial_probability = float(initial_probability)
+        self.bins = int(bins)
+        self.smoothing = int(smoothing)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        if value not in self.MODES:
+            raise ValueError(f"BernoulliGate: mode {value!r} is not one of {self.MODES}")
+        self._mode = value
+
+    def build(self, input_shape=None):
+        p0 = min(max(self.initial_probability, 1e-6), 1 - 1e-6)
+        bias = keras.initializers.Constant(math.log(p0 / (1 - p0)))
+        if self.instance_wise:
+            self.kernel = self.add_weight(
+                name="kernel", shape=(self.units, self.units), initializer="glorot_uniform"
+            )
+        self.bias = self.add_weight(name="bias", shape=(self.units,), initializer=bias)
+        self.built = True
+
+    def logits(self, embedded):
+        if not self.instance_wise:
+            return ops.broadcast_to(self.bias, ops.shape(embedded))
+        return ops.matmul(ops.stop_gradient(embedded), self.kernel) + self.bias
+
+    def call(self, embedded, training=None):
+        logits = self.logits(embedded)
+        p = ops.sigmoid(logits)
+        if self.mode == "open":
+            return ops.ones_like(p), p
+        if self.mode == "stochastic" and training:
+            # The difference of the two Gumbel(0, 1) draws of a binary Gumbel-Softmax is
+            # Logistic(0, 1): softmax([log p, log 1-p] + g) / tau)[0] = sigmoid((logit + L) / tau).
+            u = keras.random.uniform(ops.shape(p), 1e-6, 1 - 1e-6, seed=self.seed_generator)
+            noise = ops.log(u) - ops.log(1 - u)
+            return _straight_through(ops.sigmoid((logits + noise) / self.temperature)), p
+        threshold = histogram_threshold(p, self.bins, self.smoothing)
+        return ops.cast(p > threshold[:, None], p.dtype), p
+
+    def compute_output_spec(self, embedded, training=None):
+        spec = keras.KerasTensor(embedded.shape, dtype=self.compute_dtype)
+        return spec, spec
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "mode": self.mode,
+            "instance_wise": self.instance_wise,
+            "temperature": self.temperature,
+            "initial_probability": self.initial_probability,
+            "bins": self.bins,
+            "smoothing": self.smoothing,
+            "seed": self.seed,
+        }

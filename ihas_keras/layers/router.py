@@ -1,0 +1,41 @@
+"""Nearest-centroid routing, in the served graph."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="ihas")
+class CentroidRouter(keras.layers.Layer):
+    """Points [B, D] -> index of the nearest of K centroids (squared Euclidean), int32 [B].
+
+    The centroids are a non-trainable weight: set them with `set_centroids`; they are saved with
+    the model.
+    """
+
+    def __init__(self, num_clusters: int, dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_clusters = int(num_clusters)
+        self.dim = int(dim)
+
+    def build(self, input_shape=None):
+        self.centroids = self.add_weight(
+            name="centroids", shape=(self.num_clusters, self.dim), initializer="zeros",
+            trainable=False,
+        )
+        self.built = True
+
+    def set_centroids(self, centroids) -> None:
+        self.centroids.assign(ops.convert_to_tensor(centroids, self.centroids.dtype))
+
+    def call(self, points):
+        # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; |x|^2 is the same for every centroid.
+        scores = ops.sum(ops.square(self.centroids), axis=-1) - 2 * ops.matmul(
+            points, ops.transpose(self.centroids)
+        )
+        return ops.cast(ops.argmin(scores, axis=-1), "int32")
+
+    def compute_output_spec(self, points):
+        return keras.KerasTensor((points.shape[0],), dtype="int32")
+
+    def get_config(self):
+        return {**super().get_config(), "num_clusters": self.num_clusters, "dim": self.dim}

@@ -1,0 +1,57 @@
+"""The histogram threshold searcher, in TF ops so it runs inside a served graph."""
+
+import keras
+import tensorflow as tf
+
+
+def histogram_threshold(p: tf.Tensor, bins: int = 100, smoothing: int = 5) -> tf.Tensor:
+    """Per row of P [B, n] (values in [0, 1]): the lower edge of its histogram's first valley.
+
+    Each row's values go into BINS equal bins on [0, 1]; counts are smoothed by a centred moving
+    average of SMOOTHING bins. Scanning left to right, the first bin v with
+    count[v-1] >= count[v] <= count[v+1] is the valley (PolarizationPruning's `search_threshold`,
+    applied per example), its lower edge v / BINS the threshold. One guard, because a row of a
+    few hundred values gives a ragged histogram: a valley counts only once the counts have fallen
+    to half the highest count to its left, so a dip inside a mode is not taken for the gap
+    between modes (nor are empty bins before the first mode); and a valley needs values above
+    it. Rows without a valley (one mode) get 1 / BINS, the edge of bin 1. Returns [B].
+    """
+    p = tf.convert_to_tensor(p, tf.float32)
+    rows = tf.shape(p)[0]
+    index = tf.clip_by_value(tf.cast(tf.floor(p * bins), tf.int32), 0, bins - 1)
+    flat = tf.reshape(index + tf.range(rows)[:, None] * bins, [-1])
+    counts = tf.math.bincount(flat, minlength=rows * bins, maxlength=rows * bins, dtype=tf.float32)
+    counts = tf.reshape(counts, [rows, bins])
+    if smoothing > 1:
+        kernel = tf.ones([smoothing, 1, 1]) / smoothing
+        counts = tf.nn.conv1d(counts[:, :, None], kernel, stride=1, padding="SAME")[:, :, 0]
+    diff = counts[:, 1:] - counts[:, :-1]
+    peak_so_far = tf.transpose(tf.scan(tf.maximum, tf.transpose(counts)))
+    fallen = (counts <= peak_so_far / 2) & (peak_so_far > 0)
+    mass_above = tf.cumsum(counts, axis=1, exclusive=True, reverse=True) > 0
+    valley = fallen[:, 1:-1] & mass_above[:, 1:-1] & (diff[:, :-1] <= 0) & (diff[:, 1:] >= 0)
+    first = tf.argmax(tf.cast(valley, tf.int32), axis=1, output_type=tf.int32) + 1
+    bin_index = tf.where(tf.reduce_any(valley, axis=1), first, 1)
+    return tf.cast(bin_index, tf.float32) / bins
+
+
+@keras.saving.register_keras_serializable(package="ihas")
+class ThresholdSearcher(keras.layers.Layer):
+    """Layer form of `histogram_threshold`: probabilities [B, n] -> per-example thresholds [B]."""
+
+    def __init__(self, bins: int = 100, smoothing: int = 5, **kwargs):
+        super().__init__(**kwargs)
+        if bins < 3 or smoothing < 1:
+            raise ValueError(f"ThresholdSearcher: need bins >= 3 and smoothing >= 1, got "
+                             f"bins={bins}, smoothing={smoothing}")
+        self.bins = int(bins)
+        self.smoothing = int(smoothing)
+
+    def call(self, p):
+        return histogram_threshold(p, self.bins, self.smoothing)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],)
+
+    def get_config(self):
+        return {**super().get_config(), "bins": self.bins, "smoothing": self.smoothing}
