@@ -1,0 +1,88 @@
+"""The cluster stage: deterministic masks -> masked embeddings -> mini-batch K-Means."""
+
+import dataclasses
+import json
+
+import numpy as np
+import tensorflow as tf
+from sklearn.cluster import MiniBatchKMeans
+from tqdm import tqdm
+
+from ihas_keras.models.search import SearchModel
+
+
+@dataclasses.dataclass
+class ClusterPlan:
+    """What the retrain stage needs: centroids, per-cluster mask averages and sizes.
+
+    centroids [K, N*] live in the space of masked embeddings E * m; keep [K, N*] is the average
+    deterministic mask of each cluster's examples; sizes [K] their counts.
+    """
+
+    fields: list
+    embedding_dim: int
+    centroids: np.ndarray
+    keep: np.ndarray
+    sizes: np.ndarray
+
+    @property
+    def num_clusters(self) -> int:
+        return len(self.centroids)
+
+    def widths(self) -> np.ndarray:
+        """[K, N] per-cluster, per-field widths: dimensions kept by the majority (avg >= 0.5)."""
+        kept = self.keep >= 0.5
+        return kept.reshape(self.num_clusters, len(self.fields), self.embedding_dim).sum(-1)
+
+    def save(self, path: str) -> None:
+        data = {k: np.asarray(v).tolist() for k, v in dataclasses.asdict(self).items()}
+        with tf.io.gfile.GFile(path, "w") as f:
+            json.dump(data, f)
+
+    @classmethod
+    def load(cls, path: str) -> "ClusterPlan":
+        with tf.io.gfile.GFile(path) as f:
+            data = json.load(f)
+        return cls(
+            data["fields"], int(data["embedding_dim"]), np.asarray(data["centroids"], "float32"),
+            np.asarray(data["keep"], "float32"), np.asarray(data["sizes"], "int64"),
+        )
+
+
+def _masked(model: SearchModel, dataset):
+    """Yields (masked embeddings, masks) as numpy, batch by batch."""
+    step = tf.function(model.masked_embeddings)
+    for x, *_ in dataset:
+        masked, mask = step(x)
+        yield masked.numpy(), mask.numpy()
+
+
+def fit_clusters(model: SearchModel, dataset, num_clusters: int = 2, seed: int = 0,
+                 progress: bool = True) -> ClusterPlan:
+    """Two streaming passes over DATASET ((features, label) batches): `partial_fit` of
+    scikit-learn's MiniBatchKMeans on the masked embeddings, then each example's cluster, to
+    average the masks and count the examples per cluster. Memory does not grow with the data.
+    """
+    kmeans = MiniBatchKMeans(n_clusters=num_clusters, random_state=seed, n_init=3)
+    pending = []  # partial_fit's first call needs at least num_clusters points
+    for masked, _ in tqdm(_masked(model, dataset), desc="k-means", unit=" batches",
+                          disable=not progress):
+        pending.append(masked)
+        if sum(len(m) for m in pending) >= max(num_clusters, 256):
+            kmeans.partial_fit(np.concatenate(pending))
+            pending = []
+    if pending and hasattr(kmeans, "cluster_centers_"):
+        kmeans.partial_fit(np.concatenate(pending))
+    if not hasattr(kmeans, "cluster_centers_"):
+        raise ValueError(f"fit_clusters: need at least {max(num_clusters, 256)} examples")
+
+    keep_sum = np.zeros((num_clusters, model.gate.units))
+    sizes = np.zeros(num_clusters, "int64")
+    for masked, mask in tqdm(_masked(model, dataset), desc="assigning", unit=" batches",
+                             disable=not progress):
+        labels = kmeans.predict(masked)
+        np.add.at(keep_sum, labels, mask)
+        sizes += np.bincount(labels, minlength=num_clusters)
+    keep = keep_sum / np.maximum(sizes, 1)[:, None]
+    return ClusterPlan(model.fields, model.embedding_dim,
+                       kmeans.cluster_centers_.astype("float32"), keep.astype("float32"), sizes)

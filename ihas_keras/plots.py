@@ -1,0 +1,48 @@
+"""PNG figures: gate-probability histograms and the per-cluster, per-field widths heatmap."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def gate_histograms(probabilities: dict, path: str, thresholds: dict | None = None) -> str:
+    """One histogram panel per entry of PROBABILITIES ({title: gate probabilities, any shape}),
+    for example {"with polarization": p1, "without": p2}; THRESHOLDS ({title: per-example
+    thresholds}) are drawn as their median. Writes PATH and returns it."""
+    fig, axes = plt.subplots(1, len(probabilities), figsize=(4.5 * len(probabilities), 3.2),
+                             squeeze=False)
+    for ax, (title, p) in zip(axes[0], probabilities.items(), strict=True):
+        ax.hist(np.ravel(p), bins=50, range=(0, 1), color="#4477aa")
+        if thresholds and title in thresholds:
+            t = float(np.median(thresholds[title]))
+            ax.axvline(t, color="#cc3311", linestyle="--", label=f"median threshold {t:.2f}")
+            ax.legend(loc="upper center")
+        ax.set(title=title, xlabel="keep probability", ylabel="dimensions x examples")
+        ax.set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def widths_heatmap(widths, fields, path: str, sizes=None) -> str:
+    """Heatmap of WIDTHS [K, N] (clusters x fields), each cell annotated; SIZES label the rows.
+    Writes PATH and returns it."""
+    widths = np.asarray(widths)
+    k, n = widths.shape
+    fig, ax = plt.subplots(figsize=(max(6, 0.38 * n + 2), 0.6 * k + 1.6))
+    image = ax.imshow(widths, cmap="viridis", aspect="auto", vmin=0)
+    for (i, j), w in np.ndenumerate(widths):
+        ax.text(j, i, str(w), ha="center", va="center", fontsize=7,
+                color="white" if w < widths.max() / 2 else "black")
+    rows = [f"cluster {i}" + (f" ({sizes[i]})" if sizes is not None else "") for i in range(k)]
+    ax.set(xticks=range(n), yticks=range(k), title="embedding width per cluster and field")
+    ax.set_xticklabels(fields, rotation=90, fontsize=7)
+    ax.set_yticklabels(rows)
+    fig.colorbar(image, ax=ax, fraction=0.03, label="width")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

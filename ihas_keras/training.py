@@ -1,0 +1,23 @@
+"""The search stage's schedule: pretraining with open gates, then bi-level search."""
+
+from ihas_keras.models.search import SearchModel
+
+
+def search(model: SearchModel, train, validation, pretrain_epochs=2, epochs=3, gate_every=100,
+           callbacks=None, verbose="auto"):
+    """Runs the search stage on a compiled MODEL; returns the two Keras History objects.
+
+    PRETRAIN_EPOCHS over TRAIN with the gates open, then EPOCHS of bi-level search: TRAIN for the
+    base parameters, one VALIDATION batch for the gate after every GATE_EVERY training batches.
+    The gate is left in "stochastic" mode, whose inference path uses the deterministic masks.
+    """
+    model.set_gate_mode("open")
+    pretrain = None
+    if pretrain_epochs:
+        pretrain = model.fit(train, epochs=pretrain_epochs, callbacks=callbacks,
+                             verbose=verbose, shuffle=False)
+    model.set_gate_mode("stochastic")
+    model.use_validation(validation, gate_every)
+    searched = model.fit(train, epochs=epochs,
+                         callbacks=callbacks, verbose=verbose, shuffle=False)
+    return pretrain, searched
