@@ -1,4 +1,8 @@
-"""The `ihas` command line: `ihas --version`, `ihas selfcheck`, `ihas data synth|validate`."""
+"""The `ihas` command line: `ihas --version`, `ihas selfcheck`, `ihas data synth|validate|prepare`.
+
+`ihas data prepare` ingests raw files into OUT/examples (split tf.Examples) and runs TF Transform
+into OUT/transformed (the transform graph and the transformed splits).
+"""
 
 import argparse
 import os
@@ -41,8 +45,59 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare(args: argparse.Namespace) -> int:
+    from ihas_keras.data import BadInputError, get_format
+    from ihas_keras.data.ingest import ingest
+    from ihas_keras.data.transform import transform
+
+    examples = os.path.join(args.out, "examples")
+    transformed = os.path.join(args.out, "transformed")
+    try:
+        fmt = get_format(args.format, args.schema)
+        report = ingest(
+            args.paths, fmt, examples, args.seed, args.max_bad_fraction, progress=not args.quiet
+        )
+        rows = transform(examples, fmt, transformed, args.frequency_threshold, args.beam_arg)
+    except (BadInputError, ValueError) as e:
+        print(f"ihas data prepare: {e}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    print("transformed rows: " + ", ".join(f"{split} {n}" for split, n in rows.items()))
+    print(f"examples: {examples}/Split-*/data.tfrecord.gz")
+    print(f"transform graph: {transformed}/transform_fn (tft.TFTransformOutput({transformed!r}))")
+    print(f"transformed splits: {transformed}/Split-*/transformed.tfrecord.gz")
+    return 0
+
+
+def _add_raw_input_args(parser: argparse.ArgumentParser) -> None:
+    """The raw files and how to read them, shared by `validate` and `prepare`."""
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="raw files (.gz is read as gzip)")
+    parser.add_argument("--format", required=True,
+                        help="criteo, criteo-test (unlabeled), avazu, or generic with --schema")
+    parser.add_argument("--schema", help="schema file (YAML or JSON) for --format generic")
+    parser.add_argument("--max-bad-fraction", type=float, default=0.001,
+                        help="fail when more than this fraction of rows is rejected")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_prepare_verb(data_verbs) -> None:
+    prepare = data_verbs.add_parser(
+        "prepare", help="ingest raw files into split tf.Examples, then run TF Transform on them"
+    )
+    _add_raw_input_args(prepare)
+    prepare.add_argument("--out", required=True, help="folder: OUT/examples (split tf.Examples, "
+                         "quarantine, counts) and OUT/transformed (TF Transform output)")
+    prepare.add_argument("--seed", type=int, default=0, help="seed of the train/eval/test split")
+    prepare.add_argument("--frequency-threshold", type=int, default=10,
+                         help="values seen fewer times than this in train share the others id")
+    prepare.add_argument("--beam-arg", action="append", default=[], metavar="OPTION",
+                         help="a Beam pipeline option, repeatable, written with '=': "
+                         "--beam-arg=--direct_num_workers=2")
+    prepare.set_defaults(func=_prepare)
+
+
 def _add_data_verbs(verbs) -> None:
-    data = verbs.add_parser("data", help="generate and check raw CTR input")
+    data = verbs.add_parser("data", help="generate, check and prepare raw CTR input")
     data_verbs = data.add_subparsers(dest="data_verb", metavar="VERB", required=True)
 
     synth = data_verbs.add_parser(
@@ -60,16 +115,11 @@ def _add_data_verbs(verbs) -> None:
     check = data_verbs.add_parser(
         "validate", help="parse raw files, quarantine bad rows, print the counts"
     )
-    check.add_argument("paths", nargs="+", metavar="PATH", help="raw files (.gz is read as gzip)")
-    check.add_argument("--format", required=True,
-                       help="criteo, criteo-test (unlabeled), avazu, or generic with --schema")
-    check.add_argument("--schema", help="schema file (YAML or JSON) for --format generic")
+    _add_raw_input_args(check)
     check.add_argument("--quarantine", help="where rejected rows go (default: "
                        "BASENAME.quarantine.jsonl in the current folder)")
-    check.add_argument("--max-bad-fraction", type=float, default=0.001,
-                       help="fail when more than this fraction of rows is rejected")
-    check.add_argument("--quiet", action="store_true", help="no progress bar")
     check.set_defaults(func=_validate)
+    _add_prepare_verb(data_verbs)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,150 @@
+"""Ingested tf.Examples -> TF Transform output: the transform graph and the transformed splits.
+
+OUT/transform_fn, OUT/transformed_metadata: the graph (`tft.TFTransformOutput(OUT)`), analyzed on
+the train split only; OUT/Split-train|eval|test/transformed.tfrecord.gz: gzipped tf.Examples of
+{field: int64 id} plus the label, as `transformed_feature_spec()` describes.
+"""
+
+import os
+
+import apache_beam as beam
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from tensorflow_transform.tf_metadata import schema_utils
+from tfx_bsl.public import tfxio
+
+from ihas_keras.data.formats import TableFormat
+from ihas_keras.data.preprocess import RESERVED_IDS, SPLITS, make_preprocessing_fn, raw_feature_spec
+from ihas_keras.data.read import BadInputError
+
+EXAMPLES_FILE = "data.tfrecord.gz"
+TRANSFORMED_FILE = "transformed.tfrecord.gz"
+_COUNTER_NAMESPACE = "ihas_transform"
+
+
+def _split_file(root: str, split: str, name: str) -> str:
+    return os.path.join(root, f"Split-{split}", name)
+
+
+def _check_examples(examples_dir: str) -> None:
+    if not tf.io.gfile.isdir(examples_dir):
+        raise BadInputError(f"{examples_dir}: no such folder of ingested examples")
+    for split in SPLITS:
+        path = _split_file(examples_dir, split, EXAMPLES_FILE)
+        if not tf.io.gfile.exists(path):
+            raise BadInputError(f"{path}: no such file (ingest writes one per split)")
+
+
+class _Count(beam.DoFn):
+    """Counts the elements passing through, as a Beam counter named after the split."""
+
+    def __init__(self, split: str):
+        self._counter = beam.metrics.Metrics.counter(_COUNTER_NAMESPACE, split)
+
+    def process(self, element):
+        self._counter.inc()
+        yield element
+
+
+def _read(pipeline, examples_dir: str, split: str, schema) -> tuple:
+    """(Arrow record batches, their TensorAdapterConfig): a split as TF Transform reads it."""
+    source = tfxio.TFExampleRecord(
+        _split_file(examples_dir, split, EXAMPLES_FILE),
+        schema=schema,
+        telemetry_descriptors=["ihas"],
+    )
+    return pipeline | f"Read[{split}]" >> source.BeamSource(), source.TensorAdapterConfig()
+
+
+def _write(transformed, out_dir: str, split: str) -> None:
+    """Encodes a transformed split as tf.Examples into one gzipped TFRecord file, counting rows."""
+    _ = (
+        transformed
+        | f"Encode[{split}]" >> tft_beam.EncodeTransformedDataset()
+        | f"Count[{split}]" >> beam.ParDo(_Count(split))
+        | f"Write[{split}]"
+        >> beam.io.WriteToTFRecord(
+            _split_file(out_dir, split, TRANSFORMED_FILE),
+            shard_name_template="",
+            compression_type=beam.io.filesystem.CompressionTypes.GZIP,
+        )
+    )
+
+
+def transform(
+    examples_dir: str,
+    fmt: TableFormat,
+    out_dir: str,
+    frequency_threshold: int = 10,
+    beam_args: list[str] | None = None,
+) -> dict[str, int]:
+    """Analyzes EXAMPLES_DIR's train split, transforms every split into OUT_DIR; rows per split.
+
+    beam_args: Beam pipeline options (DirectRunner unless --runner says otherwise).
+    """
+    _check_examples(examples_dir)
+    schema = schema_utils.schema_from_feature_spec(raw_feature_spec(fmt))
+    temp_dir = os.path.join(out_dir, "tmp")
+    pipeline = beam.Pipeline(options=PipelineOptions(beam_args or []))
+    with tft_beam.Context(temp_dir=temp_dir):
+        raw = {split: _read(pipeline, examples_dir, split, schema) for split in SPLITS}
+        transform_fn = raw["train"] | "Analyze" >> tft_beam.AnalyzeDataset(
+            make_preprocessing_fn(fmt, frequency_threshold)
+        )
+        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(out_dir)
+        for split in SPLITS:
+            transformed = (raw[split], transform_fn) | f"Transform[{split}]" >> (
+                tft_beam.TransformDataset(output_record_batches=True)
+            )
+            _write(transformed, out_dir, split)
+        result = pipeline.run()
+        result.wait_until_finish()
+    tf.io.gfile.rmtree(temp_dir)
+    return _counts(result)
+
+
+def _counts(result) -> dict[str, int]:
+    query = beam.metrics.MetricsFilter().with_namespace(_COUNTER_NAMESPACE)
+    found = {c.key.metric.name: c.committed for c in result.metrics().query(query)["counters"]}
+    return {split: found.get(split, 0) for split in SPLITS}
+
+
+def vocabulary_sizes(transform_output_dir: str, fmt: TableFormat) -> dict[str, int]:
+    """Embedding table size per field: its vocabulary plus the reserved ids (missing, others)."""
+    output = tft.TFTransformOutput(transform_output_dir)
+    return {f: output.vocabulary_size_by_name(f) + RESERVED_IDS for f in fmt.feature_fields}
+
+
+def transformed_dataset(
+    out_dir: str,
+    split: str,
+    fmt: TableFormat,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int | None = None,
+    shuffle_buffer: int = 10_000,
+) -> tf.data.Dataset:
+    """Batches of ({field: int64 [B]}, label [B]) from a transformed split, streamed from disk.
+
+    One pass; unlabeled formats yield the features dict alone.
+    """
+    path = _split_file(out_dir, split, TRANSFORMED_FILE)
+    if not tf.io.gfile.exists(path):
+        raise BadInputError(f"{path}: no such file (run transform first)")
+    spec = tft.TFTransformOutput(out_dir).transformed_feature_spec()
+    records = tf.data.TFRecordDataset(path, compression_type="GZIP")
+    if shuffle:
+        records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    label = fmt.label
+
+    def parse(serialized):
+        features = tf.io.parse_example(serialized, spec)
+        return (features, features.pop(label)) if label else features
+
+    return (
+        records.batch(batch_size)
+        .map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
