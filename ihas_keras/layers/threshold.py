@@ -26,7 +26,8 @@ def histogram_threshold(p: tf.Tensor, bins: int = 100, smoothing: int = 5) -> tf
         kernel = tf.ones([smoothing, 1, 1]) / smoothing
         counts = tf.nn.conv1d(counts[:, :, None], kernel, stride=1, padding="SAME")[:, :, 0]
     diff = counts[:, 1:] - counts[:, :-1]
-    peak_so_far = tf.transpose(tf.scan(tf.maximum, tf.transpose(counts)))
+    left_or_same = tf.linalg.band_part(tf.ones([bins, bins]), -1, 0)  # [i, j] = 1 where j <= i
+    peak_so_far = tf.reduce_max(counts[:, None, :] * left_or_same, axis=-1)
     fallen = (counts <= peak_so_far / 2) & (peak_so_far > 0)
     mass_above = tf.cumsum(counts, axis=1, exclusive=True, reverse=True) > 0
     valley = fallen[:, 1:-1] & mass_above[:, 1:-1] & (diff[:, :-1] <= 0) & (diff[:, 1:] >= 0)

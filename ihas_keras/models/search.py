@@ -145,10 +145,7 @@ class SearchModel(keras.Model):
             loss = self._bce(y, prob)
         grads = tape.gradient(loss, variables)
         self.optimizer.apply_gradients(zip(grads, variables, strict=True))
-        self.loss_tracker.update_state(loss)
-        self.auc.update_state(y, prob)
-        self.open_fraction.update_state(ops.mean(mask))
-        self.polarization.update_state(polarization(p))
+        self._update_metrics(y, prob, loss, mask, p)
         return loss
 
     def _gate_step(self, x, y):
@@ -164,8 +161,10 @@ class SearchModel(keras.Model):
 
     def train_step(self, data):
         x, y, *_ = data
-        self._base_step(x, self._labels(y))
-        self.base_steps.assign_add(1)
+        loss = self._base_step(x, self._labels(y))
+        # Explicitly after the base step: when the input runs out mid-call, nothing below runs.
+        with tf.control_dependencies([loss]):
+            steps = self.base_steps.assign_add(1)
         gate = self._gate_data
         if gate.iterator is not None and self.gate.mode == "stochastic":
 
@@ -173,9 +172,18 @@ class SearchModel(keras.Model):
                 vx, vy = gate.iterator.get_next()
                 return self._gate_step(vx, self._labels(vy))
 
-            due = ops.equal(self.base_steps % gate.every, 0)
+            due = ops.equal(steps % gate.every, 0)
             tf.cond(due, gate_step, lambda: ops.zeros(()))
         return {m.name: m.result() for m in self.metrics}
+
+    def _update_metrics(self, y, prob, loss, mask, p):
+        # Weighted by the batch size: exact means over uneven batches, and the counts depend on
+        # the data (a constant count would also be added when the iterator runs out).
+        rows = ops.cast(ops.shape(y)[0], "float32")
+        self.loss_tracker.update_state(loss, sample_weight=rows)
+        self.auc.update_state(y, prob)
+        self.open_fraction.update_state(ops.mean(mask), sample_weight=rows)
+        self.polarization.update_state(polarization(p), sample_weight=rows)
 
     @staticmethod
     def _labels(y):
@@ -185,10 +193,7 @@ class SearchModel(keras.Model):
         x, y, *_ = data
         y = self._labels(y)
         prob, mask, p, _ = self.gated(x, training=False)
-        self.loss_tracker.update_state(self._bce(y, prob))
-        self.auc.update_state(y, prob)
-        self.open_fraction.update_state(ops.mean(mask))
-        self.polarization.update_state(polarization(p))
+        self._update_metrics(y, prob, self._bce(y, prob), mask, p)
         return {m.name: m.result() for m in self.metrics[:4]}
 
     def get_config(self):
