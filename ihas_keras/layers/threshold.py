@@ -22,12 +22,15 @@ def histogram_threshold(p: tf.Tensor, bins: int = 100, smoothing: int = 5) -> tf
     flat = tf.reshape(index + tf.range(rows)[:, None] * bins, [-1])
     counts = tf.math.bincount(flat, minlength=rows * bins, maxlength=rows * bins, dtype=tf.float32)
     counts = tf.reshape(counts, [rows, bins])
-    if smoothing > 1:
-        kernel = tf.ones([smoothing, 1, 1]) / smoothing
-        counts = tf.nn.conv1d(counts[:, :, None], kernel, stride=1, padding="SAME")[:, :, 0]
+    if smoothing > 1:  # centred moving average, zero-padded at both ends, by prefix sums
+        padded = tf.pad(counts, [[0, 0], [(smoothing - 1) // 2 + 1, smoothing // 2]])
+        prefix = tf.cumsum(padded, axis=1)
+        counts = (prefix[:, smoothing:] - prefix[:, :-smoothing]) / smoothing
     diff = counts[:, 1:] - counts[:, :-1]
-    left_or_same = tf.linalg.band_part(tf.ones([bins, bins]), -1, 0)  # [i, j] = 1 where j <= i
-    peak_so_far = tf.reduce_max(counts[:, None, :] * left_or_same, axis=-1)
+    peak_so_far, shift = counts, 1
+    while shift < bins:  # running maximum in log2(bins) steps
+        shifted = tf.pad(peak_so_far[:, :-shift], [[0, 0], [shift, 0]])
+        peak_so_far, shift = tf.maximum(peak_so_far, shifted), shift * 2
     fallen = (counts <= peak_so_far / 2) & (peak_so_far > 0)
     mass_above = tf.cumsum(counts, axis=1, exclusive=True, reverse=True) > 0
     valley = fallen[:, 1:-1] & mass_above[:, 1:-1] & (diff[:, :-1] <= 0) & (diff[:, 1:] >= 0)
