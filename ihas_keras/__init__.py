@@ -22,7 +22,7 @@ _EXPORTS = {
     "search": "ihas_keras.training",
     "fit_clusters": "ihas_keras.cluster",
     "ClusterPlan": "ihas_keras.cluster",
-    "retrain": "ihas_keras.retrain",
+    "retrain": "ihas_keras.retraining",
     "SearchModel": "ihas_keras.models.search",
     "Recommender": "ihas_keras.models.recommender",
     "RoutedModel": "ihas_keras.models.routed",

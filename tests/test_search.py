@@ -125,3 +125,14 @@ def test_build_model_rejects_bad_feature_specs():
         ihas_keras.build_model({})
     with pytest.raises(ValueError, match="C7"):
         ihas_keras.build_model({"C1": 10, "C7": 0})
+
+
+def test_stage_functions_stay_functions_after_their_modules_load():
+    import ihas_keras.cluster  # noqa: F401
+    import ihas_keras.retraining  # noqa: F401
+    import ihas_keras.training  # noqa: F401
+
+    for name in ("build_model", "search", "fit_clusters", "retrain"):
+        assert callable(getattr(ihas_keras, name)) and not isinstance(
+            getattr(ihas_keras, name), type(ihas_keras)
+        ), name
