@@ -1,0 +1,44 @@
+"""The Cluster component: groups examples by their searched embedding masks (K-Means)."""
+
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+
+from components.cluster import executor
+from components.types import ClusterPlan
+
+
+class ClusterSpec(types.ComponentSpec):
+    """Transformed examples and the search model in; the cluster plan out."""
+
+    PARAMETERS = {
+        "format": ExecutionParameter(type=str),
+        "schema": ExecutionParameter(type=str, optional=True),
+        "num_clusters": ExecutionParameter(type=int),
+        "batch_size": ExecutionParameter(type=int),
+        "seed": ExecutionParameter(type=int),
+    }
+    INPUTS = {
+        "examples": ChannelParameter(type=standard_artifacts.Examples),
+        "model": ChannelParameter(type=standard_artifacts.Model),
+    }
+    OUTPUTS = {"cluster_plan": ChannelParameter(type=ClusterPlan)}
+
+
+class Cluster(base_component.BaseComponent):
+    """Mini-batch K-Means over the search model's masked embeddings of split "train". Outputs
+    `cluster_plan` (`plan.json`, `ihas_keras.ClusterPlan`, and `widths.png`)."""
+
+    SPEC_CLASS = ClusterSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+    def __init__(self, examples: types.BaseChannel, model: types.BaseChannel, format: str,
+                 schema: str | None = None, num_clusters: int = 2, batch_size: int = 2048,
+                 seed: int = 0):
+        spec = ClusterSpec(
+            examples=examples, model=model, format=format, schema=schema,
+            num_clusters=num_clusters, batch_size=batch_size, seed=seed,
+            cluster_plan=types.Channel(type=ClusterPlan),
+        )
+        super().__init__(spec=spec)

@@ -1,0 +1,36 @@
+"""The Cluster executor: `ihas_keras.fit_clusters` on split "train" of the transformed examples."""
+
+import os
+
+import keras
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+
+import ihas_keras
+from components.search import data
+from components.search.executor import MODEL_FILE
+from ihas_keras.data import get_format
+from ihas_keras.plots import widths_heatmap
+
+PLAN_FILE = "plan.json"
+HEATMAP_FILE = "widths.png"
+
+
+class Executor(base_executor.BaseExecutor):
+    """Writes `{cluster_plan.uri}/plan.json` and the widths heatmap `widths.png`."""
+
+    def Do(self, input_dict, output_dict, exec_properties):
+        self._log_startup(input_dict, output_dict, exec_properties)
+        fmt = get_format(exec_properties["format"], exec_properties.get("schema") or None)
+        examples = artifact_utils.get_single_uri(input_dict["examples"])
+        search_dir = artifact_utils.get_single_uri(input_dict["model"])
+        plan_dir = artifact_utils.get_single_uri(output_dict["cluster_plan"])
+        search = keras.saving.load_model(os.path.join(search_dir, MODEL_FILE))
+        train = data.dataset(examples, "train", data.transformed_spec(search.fields, fmt.label),
+                             fmt.label, exec_properties["batch_size"])
+
+        plan = ihas_keras.fit_clusters(search, train, exec_properties["num_clusters"],
+                                       exec_properties["seed"], progress=False)
+        plan.save(os.path.join(plan_dir, PLAN_FILE))
+        widths_heatmap(plan.widths(), plan.fields, os.path.join(plan_dir, HEATMAP_FILE),
+                       sizes=plan.sizes)

@@ -1,0 +1,71 @@
+"""The Evaluate executor: AUC and log loss of both served models, and the blessing."""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+from sklearn.metrics import log_loss, roc_auc_score
+from tfx.components.evaluator import constants
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+from tfx.utils import io_utils, path_utils
+
+from components.search import data
+from ihas_keras.data import BadInputError, get_format
+
+METRICS_FILE = "metrics.json"
+SPLIT = "test"
+BATCH_SIZE = 4096
+
+
+def score(model_uri: str, examples_uri: str, label: str) -> dict:
+    """AUC, log loss and row count of the SavedModel at MODEL_URI's serving path, fed the
+    serialized raw tf.Examples of split "test" through its `serving_default` signature."""
+    export_dir = path_utils.serving_model_path(model_uri)
+    if not tf.io.gfile.exists(os.path.join(export_dir, "saved_model.pb")):
+        raise BadInputError(f"{export_dir}: no SavedModel (expected the Retrain layout)")
+    serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+    labels, probabilities = [], []
+    for batch in data.records(examples_uri, SPLIT, BATCH_SIZE):
+        parsed = tf.io.parse_example(batch, {label: tf.io.FixedLenFeature([], tf.int64)})
+        labels.append(parsed[label].numpy())
+        probabilities.append(serve(examples=batch)["probability"].numpy())
+    y, p = np.concatenate(labels), np.concatenate(probabilities).astype("float64")
+    if len(np.unique(y)) < 2:
+        raise BadInputError(f"split {SPLIT!r} of {examples_uri}: AUC needs both labels")
+    return {"auc": float(roc_auc_score(y, p)), "logloss": float(log_loss(y, p, labels=[0, 1])),
+            "examples": len(y)}
+
+
+class Executor(base_executor.BaseExecutor):
+    """Writes `metrics.json` and `BLESSED` or `NOT_BLESSED` into the blessing's URI."""
+
+    def Do(self, input_dict, output_dict, exec_properties):
+        self._log_startup(input_dict, output_dict, exec_properties)
+        fmt = get_format(exec_properties["format"], exec_properties.get("schema") or None)
+        if not fmt.label:
+            raise BadInputError(f"format {fmt.name!r} has no label: nothing to evaluate against")
+        examples = artifact_utils.get_single_uri(input_dict["examples"])
+        model = artifact_utils.get_single_instance(input_dict["model"])
+        baseline = artifact_utils.get_single_instance(input_dict["baseline"])
+        blessing = artifact_utils.get_single_instance(output_dict["blessing"])
+        margin = exec_properties["margin"]
+        data.split_files(examples, SPLIT)  # fails before loading any model
+
+        metrics = {"model": score(model.uri, examples, fmt.label),
+                   "baseline": score(baseline.uri, examples, fmt.label), "margin": margin}
+        blessed = metrics["model"]["auc"] >= metrics["baseline"]["auc"] - margin
+        metrics["blessed"] = blessed
+        io_utils.write_string_file(os.path.join(blessing.uri, METRICS_FILE),
+                                   json.dumps(metrics, indent=2))
+        name = constants.BLESSED_FILE_NAME if blessed else constants.NOT_BLESSED_FILE_NAME
+        io_utils.write_string_file(os.path.join(blessing.uri, name), "")
+        blessing.set_int_custom_property(
+            constants.ARTIFACT_PROPERTY_BLESSED_KEY,
+            constants.BLESSED_VALUE if blessed else constants.NOT_BLESSED_VALUE,
+        )
+        blessing.set_string_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY,
+                                            model.uri)
+        blessing.set_string_custom_property(constants.ARTIFACT_PROPERTY_BASELINE_MODEL_URI_KEY,
+                                            baseline.uri)

@@ -1,0 +1,49 @@
+"""The RawExampleGen component: raw CTR files in, split tf.Examples and a quarantine out."""
+
+from tfx import types
+from tfx.dsl.components.base import base_beam_component, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+
+from components.example_gen import executor
+from components.types import Quarantine
+
+
+class RawExampleGenSpec(types.ComponentSpec):
+    """A folder of raw files and their format in; examples and the quarantine out."""
+
+    PARAMETERS = {
+        "input_base": ExecutionParameter(type=str),
+        "format": ExecutionParameter(type=str),
+        "schema": ExecutionParameter(type=str, optional=True),
+        "seed": ExecutionParameter(type=int),
+        "max_bad_fraction": ExecutionParameter(type=float),
+    }
+    INPUTS = {}
+    OUTPUTS = {
+        "examples": ChannelParameter(type=standard_artifacts.Examples),
+        "quarantine": ChannelParameter(type=Quarantine),
+    }
+
+
+class RawExampleGen(base_beam_component.BaseBeamComponent):
+    """Reads every file in `input_base` (`.gz` as gzip) with the project's row parser.
+
+    Outputs `examples`: splits "train", "eval", "test" (80/10/10 by `assign_split`), gzipped
+    TFRecords of tf.Example in `Split-{name}/` (TFX ExampleGen's layout; empty fields absent), and
+    `quarantine`: `quarantine.jsonl` (one JSON line per rejected row: file, line, reason, row) and
+    `counts.json`. Fails, after writing both, when over `max_bad_fraction` of the rows are rejected.
+    """
+
+    SPEC_CLASS = RawExampleGenSpec
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+
+    def __init__(self, input_base: str, format: str = "criteo", schema: str | None = None,
+                 seed: int = 0, max_bad_fraction: float = 0.001):
+        spec = RawExampleGenSpec(
+            input_base=input_base, format=format, schema=schema, seed=seed,
+            max_bad_fraction=max_bad_fraction,
+            examples=types.Channel(type=standard_artifacts.Examples),
+            quarantine=types.Channel(type=Quarantine),
+        )
+        super().__init__(spec=spec)

@@ -1,0 +1,63 @@
+"""The Retrain executor: `ihas_keras.retrain`, a base model, and both serving exports."""
+
+import os
+
+import keras
+import tensorflow_transform as tft
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+from tfx.utils import path_utils
+
+import ihas_keras
+from components.cluster.executor import PLAN_FILE
+from components.export import export_serving_model
+from components.search import data
+from components.search.executor import MODEL_FILE
+from ihas_keras.data import get_format
+from ihas_keras.retraining import compile_recommender, retrain
+
+ROUTED_FILE = "routed.keras"
+BASELINE_FILE = "baseline.keras"
+PATIENCE = 3  # epochs without a better validation AUC, as `ihas_keras.retrain` does
+
+
+def train_baseline(search, train, validation, backbone: str, epochs: int) -> keras.Model:
+    """A plain `Recommender` with SEARCH's fields and every width = its embedding_dim."""
+    model = ihas_keras.Recommender(
+        search.fields, search.vocab_sizes, [search.embedding_dim] * len(search.fields),
+        backbone, search.hidden_units, search.cross_layers, name="baseline",
+    )
+    stop = keras.callbacks.EarlyStopping("val_auc", patience=PATIENCE, mode="max",
+                                         restore_best_weights=True)
+    compile_recommender(model).fit(train, validation_data=validation, epochs=epochs,
+                                   callbacks=[stop], verbose=2, shuffle=False)
+    return model
+
+
+class Executor(base_executor.BaseExecutor):
+    """Writes `{model.uri}/routed.keras`, `{baseline.uri}/baseline.keras`, and each one's
+    serving SavedModel at `path_utils.serving_model_path(uri)`."""
+
+    def Do(self, input_dict, output_dict, exec_properties):
+        self._log_startup(input_dict, output_dict, exec_properties)
+        fmt = get_format(exec_properties["format"], exec_properties.get("schema") or None)
+        examples = artifact_utils.get_single_uri(input_dict["examples"])
+        graph = artifact_utils.get_single_uri(input_dict["transform_graph"])
+        search_dir = artifact_utils.get_single_uri(input_dict["search_model"])
+        plan_dir = artifact_utils.get_single_uri(input_dict["cluster_plan"])
+        batch_size, epochs = exec_properties["batch_size"], exec_properties["epochs"]
+        spec = tft.TFTransformOutput(graph).transformed_feature_spec()
+        train = data.dataset(examples, "train", spec, fmt.label, batch_size)
+        validation = data.dataset(examples, "eval", spec, fmt.label, batch_size)
+        search = keras.saving.load_model(os.path.join(search_dir, MODEL_FILE))
+        plan = ihas_keras.ClusterPlan.load(os.path.join(plan_dir, PLAN_FILE))
+        backbone = exec_properties.get("backbone") or search.backbone_kind
+
+        routed = retrain(search, plan, train, validation, backbone, epochs, batch_size,
+                         patience=PATIENCE, verbose=2)
+        baseline = train_baseline(search, train, validation, backbone, epochs)
+        for key, model, name in (("model", routed, ROUTED_FILE),
+                                 ("baseline", baseline, BASELINE_FILE)):
+            uri = artifact_utils.get_single_uri(output_dict[key])
+            model.save(os.path.join(uri, name))
+            export_serving_model(model, graph, fmt, path_utils.serving_model_path(uri))

@@ -1,0 +1,57 @@
+"""The Search component: trains the iHAS search model (gates over embedding dimensions)."""
+
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+
+from components.search import executor
+
+
+class SearchSpec(types.ComponentSpec):
+    """Transformed examples and the transform graph in; the search model and its logs out."""
+
+    PARAMETERS = {
+        "format": ExecutionParameter(type=str),
+        "schema": ExecutionParameter(type=str, optional=True),
+        "embedding_dim": ExecutionParameter(type=int),
+        "backbone": ExecutionParameter(type=str),
+        "pretrain_epochs": ExecutionParameter(type=int),
+        "epochs": ExecutionParameter(type=int),
+        "gate_every": ExecutionParameter(type=int),
+        "batch_size": ExecutionParameter(type=int),
+        "regularization_weight": ExecutionParameter(type=float),
+        "seed": ExecutionParameter(type=int),
+    }
+    INPUTS = {
+        "examples": ChannelParameter(type=standard_artifacts.Examples),
+        "transform_graph": ChannelParameter(type=standard_artifacts.TransformGraph),
+    }
+    OUTPUTS = {
+        "model": ChannelParameter(type=standard_artifacts.Model),
+        "model_run": ChannelParameter(type=standard_artifacts.ModelRun),
+    }
+
+
+class Search(base_component.BaseComponent):
+    """Pretrains with open gates, then bi-level search: base steps on split "train", gate steps
+    on split "eval". Outputs `model` (`search.keras` and `gate_histogram.png`) and `model_run`
+    (TensorBoard logs)."""
+
+    SPEC_CLASS = SearchSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+    def __init__(self, examples: types.BaseChannel, transform_graph: types.BaseChannel,
+                 format: str, schema: str | None = None, embedding_dim: int = 16,
+                 backbone: str = "dnn", pretrain_epochs: int = 2, epochs: int = 3,
+                 gate_every: int = 100, batch_size: int = 2048,
+                 regularization_weight: float = 1e-4, seed: int = 0):
+        spec = SearchSpec(
+            examples=examples, transform_graph=transform_graph, format=format, schema=schema,
+            embedding_dim=embedding_dim, backbone=backbone, pretrain_epochs=pretrain_epochs,
+            epochs=epochs, gate_every=gate_every, batch_size=batch_size,
+            regularization_weight=float(regularization_weight), seed=seed,
+            model=types.Channel(type=standard_artifacts.Model),
+            model_run=types.Channel(type=standard_artifacts.ModelRun),
+        )
+        super().__init__(spec=spec)

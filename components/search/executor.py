@@ -1,0 +1,75 @@
+"""The Search executor: `ihas_keras.search` over the Transform component's splits."""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+from tensorflow.core.framework import summary_pb2
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+
+import ihas_keras
+from components.search import data
+from ihas_keras.data import get_format
+from ihas_keras.data.transform import vocabulary_sizes
+from ihas_keras.plots import gate_histograms
+
+MODEL_FILE = "search.keras"
+HISTOGRAM_FILE = "gate_histogram.png"
+HISTOGRAM_BATCHES = 4  # eval batches whose gate probabilities are plotted
+SCALAR = summary_pb2.SummaryMetadata(
+    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
+    data_class=summary_pb2.DATA_CLASS_SCALAR,
+).SerializeToString()
+
+
+class EpochSummaries(keras.callbacks.Callback):
+    """TensorBoard scalars `epoch_{metric}` in LOG_DIR/train, numbered across `fit` calls
+    (pretraining, then search). Written with TF's own summary ops: `keras.callbacks.TensorBoard`
+    needs the `tensorboard` package, which the environment does not install."""
+
+    def __init__(self, log_dir: str):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "train"))
+        self.epochs = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        with self.writer.as_default():
+            for name, value in (logs or {}).items():
+                tf.summary.write(f"epoch_{name}", float(value), self.epochs, SCALAR)
+        self.writer.flush()
+        self.epochs += 1
+
+
+class Executor(base_executor.BaseExecutor):
+    """Trains the search model; writes `{model.uri}/search.keras` and its gate histogram."""
+
+    def Do(self, input_dict, output_dict, exec_properties):
+        self._log_startup(input_dict, output_dict, exec_properties)
+        fmt = get_format(exec_properties["format"], exec_properties.get("schema") or None)
+        examples = artifact_utils.get_single_uri(input_dict["examples"])
+        graph = artifact_utils.get_single_uri(input_dict["transform_graph"])
+        model_dir = artifact_utils.get_single_uri(output_dict["model"])
+        logs = artifact_utils.get_single_uri(output_dict["model_run"])
+        batch_size = exec_properties["batch_size"]
+        spec = tft.TFTransformOutput(graph).transformed_feature_spec()
+        train = data.dataset(examples, "train", spec, fmt.label, batch_size)
+        validation = data.dataset(examples, "eval", spec, fmt.label, batch_size)
+
+        keras.utils.set_random_seed(exec_properties["seed"])
+        model = ihas_keras.build_model(
+            vocabulary_sizes(graph, fmt), exec_properties["embedding_dim"],
+            exec_properties["backbone"], seed=exec_properties["seed"],
+            regularization_weight=exec_properties["regularization_weight"],
+        )
+        ihas_keras.search(
+            model, train, validation, exec_properties["pretrain_epochs"],
+            exec_properties["epochs"], exec_properties["gate_every"],
+            callbacks=[EpochSummaries(logs)], verbose=2,
+        )
+        model.save(os.path.join(model_dir, MODEL_FILE))
+        probabilities = [model.gated(x)[2].numpy() for x, _ in validation.take(HISTOGRAM_BATCHES)]
+        gate_histograms({"gate probabilities (eval)": np.concatenate(probabilities)},
+                        os.path.join(model_dir, HISTOGRAM_FILE))

@@ -1,0 +1,282 @@
+"""The Search, Cluster, Retrain and Evaluate executors, run with `Do()` on artifacts in tmp_path.
+
+Upstream artifacts are made without orchestration: generated Criteo rows, `ingest` (ExampleGen's
+layout) and `transform` (files renamed to Transform's `transformed_examples-*.gz` layout). The
+format is a generic schema keeping 5 Criteo fields: TF Transform costs about 1 s per field.
+"""
+
+import collections
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+import yaml
+from sklearn.metrics import roc_auc_score
+from tfx.components.pusher import executor as pusher_executor
+from tfx.types import channel, standard_artifacts
+from tfx.utils import path_utils
+
+import ihas_keras
+from components.cluster import Cluster
+from components.cluster.executor import Executor as ClusterExecutor
+from components.evaluate import Evaluate
+from components.evaluate.executor import Executor as EvaluateExecutor
+from components.retrain import Retrain
+from components.retrain.executor import Executor as RetrainExecutor
+from components.search import Search, data
+from components.search.executor import Executor as SearchExecutor
+from components.types import ClusterPlan
+from ihas_keras.data import CRITEO, BadInputError, synthesize
+from ihas_keras.data.ingest import ingest
+from ihas_keras.data.preprocess import SPLITS, raw_feature_spec
+from ihas_keras.data.transform import transform
+
+KEPT = ("I1", "I2", "C1", "C2", "C3")
+K = 2
+
+
+def artifact(kind, uri):
+    """A standard (or custom) artifact at URI, its folder made, as an orchestrator would."""
+    os.makedirs(uri, exist_ok=True)
+    result = kind()
+    result.uri = str(uri)
+    return result
+
+
+def count_rows(folder) -> int:
+    files = tf.io.gfile.glob(os.path.join(folder, "*"))
+    return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    """What ExampleGen and Transform would give: raw examples, transform graph, transformed
+    examples; and the exec properties naming the format."""
+    root = tmp_path_factory.mktemp("upstream")
+    schema = root / "criteo5.yaml"
+    schema.write_text(yaml.safe_dump({
+        "columns": list(CRITEO.columns), "label": "label", "numeric": list(KEPT[:2]),
+        "categorical": list(KEPT[2:]), "dropped": [c for c in CRITEO.columns[1:] if c not in KEPT],
+        "delimiter": "\t", "header": False,
+    }))
+    props = {"format": "generic", "schema": str(schema)}
+    fmt = ihas_keras.data.get_format("generic", str(schema))
+    synthesize(str(root / "criteo.txt"), rows=4000, format="criteo", segments=2, seed=1)
+    raw, graph, transformed = root / "raw", root / "graph", root / "transformed"
+    ingest([str(root / "criteo.txt")], fmt, str(raw), seed=1)
+    transform(str(raw), fmt, str(graph))
+    for split in SPLITS:
+        os.makedirs(transformed / f"Split-{split}")
+        shutil.move(graph / f"Split-{split}" / "transformed.tfrecord.gz",
+                    transformed / f"Split-{split}" / "transformed_examples-00000-of-00001.gz")
+    return {
+        "fmt": fmt, "props": props, "raw": artifact(standard_artifacts.Examples, raw),
+        "graph": artifact(standard_artifacts.TransformGraph, graph),
+        "transformed": artifact(standard_artifacts.Examples, transformed),
+    }
+
+
+SEARCH_PROPS = {"embedding_dim": 4, "backbone": "dnn", "pretrain_epochs": 1, "epochs": 1,
+                "gate_every": 5, "batch_size": 256, "regularization_weight": 1e-4, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def searched(upstream, tmp_path_factory):
+    root = tmp_path_factory.mktemp("search")
+    outputs = {"model": [artifact(standard_artifacts.Model, root / "model")],
+               "model_run": [artifact(standard_artifacts.ModelRun, root / "model_run")]}
+    inputs = {"examples": [upstream["transformed"]], "transform_graph": [upstream["graph"]]}
+    SearchExecutor().Do(inputs, outputs, {**upstream["props"], **SEARCH_PROPS})
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def clustered(upstream, searched, tmp_path_factory):
+    plan = artifact(ClusterPlan, tmp_path_factory.mktemp("cluster") / "plan")
+    inputs = {"examples": [upstream["transformed"]], "model": searched["model"]}
+    props = {**upstream["props"], "num_clusters": K, "batch_size": 256, "seed": 0}
+    ClusterExecutor().Do(inputs, {"cluster_plan": [plan]}, props)
+    return plan
+
+
+@pytest.fixture(scope="module")
+def retrained(upstream, searched, clustered, tmp_path_factory):
+    root = tmp_path_factory.mktemp("retrain")
+    outputs = {"model": [artifact(standard_artifacts.Model, root / "model")],
+               "baseline": [artifact(standard_artifacts.Model, root / "baseline")]}
+    inputs = {"examples": [upstream["transformed"]], "transform_graph": [upstream["graph"]],
+              "search_model": searched["model"], "cluster_plan": [clustered]}
+    props = {**upstream["props"], "backbone": "", "epochs": 1, "batch_size": 256}
+    RetrainExecutor().Do(inputs, outputs, props)
+    return outputs
+
+
+def evaluate(upstream, retrained, root, margin):
+    blessing = artifact(standard_artifacts.ModelBlessing, root / f"blessing{margin}")
+    inputs = {"examples": [upstream["raw"]], "model": retrained["model"],
+              "baseline": retrained["baseline"]}
+    EvaluateExecutor().Do(inputs, {"blessing": [blessing]}, {**upstream["props"],
+                                                             "margin": margin})
+    return blessing
+
+
+def raw_test_rows(upstream, n=300):
+    """N serialized raw test tf.Examples with the label removed, and their parsed features."""
+    files = tf.io.gfile.glob(os.path.join(upstream["raw"].uri, "Split-test", "*"))
+    serialized = []
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP").take(n):
+        example = tf.train.Example.FromString(record.numpy())
+        del example.features.feature["label"]
+        serialized.append(example.SerializeToString())
+    spec = raw_feature_spec(upstream["fmt"].unlabeled())
+    return tf.constant(serialized), tf.io.parse_example(serialized, spec)
+
+
+def test_search_writes_a_loadable_model_histogram_and_logs(upstream, searched):
+    model_dir = searched["model"][0].uri
+    model = keras.saving.load_model(os.path.join(model_dir, "search.keras"))
+    assert isinstance(model, ihas_keras.SearchModel) and model.embedding_dim == 4
+    assert model.fields == list(KEPT)
+    transformed = tft.TFTransformOutput(upstream["graph"].uri).transform_raw_features(
+        raw_test_rows(upstream, 50)[1])
+    prob = model.predict({f: transformed[f] for f in KEPT}, verbose=0)
+    assert prob.shape == (50,) and np.all((prob > 0) & (prob < 1))
+    assert os.path.getsize(os.path.join(model_dir, "gate_histogram.png")) > 1000
+    (logs,) = tf.io.gfile.glob(os.path.join(searched["model_run"][0].uri, "train", "events.*"))
+    steps = collections.defaultdict(list)
+    for event in tf.compat.v1.train.summary_iterator(logs):
+        for value in event.summary.value:
+            steps[value.tag].append(event.step)
+    assert steps["epoch_loss"] == steps["epoch_gate_steps"] == [0, 1]  # pretraining, search
+
+
+def test_cluster_plan_covers_every_train_row(upstream, clustered):
+    plan = ihas_keras.ClusterPlan.load(os.path.join(clustered.uri, "plan.json"))
+    assert plan.num_clusters == K and plan.fields == list(KEPT)
+    train_rows = count_rows(os.path.join(upstream["transformed"].uri, "Split-train"))
+    assert int(plan.sizes.sum()) == train_rows > 2000
+    assert plan.widths().shape == (K, len(KEPT))
+    assert os.path.getsize(os.path.join(clustered.uri, "widths.png")) > 1000
+
+
+def test_serving_export_takes_raw_examples_and_matches_the_routed_model(upstream, retrained):
+    uri = retrained["model"][0].uri
+    routed = keras.saving.load_model(os.path.join(uri, "routed.keras"))
+    serve = tf.saved_model.load(path_utils.serving_model_path(uri)).signatures["serving_default"]
+    assert list(serve.structured_input_signature[1]) == ["examples"]
+    serialized, raw = raw_test_rows(upstream)
+    served = serve(examples=serialized)
+    prob, cluster = served["probability"].numpy(), served["cluster"].numpy()
+    assert prob.shape == cluster.shape == (len(serialized),)
+    assert np.all((prob > 0) & (prob < 1)) and np.all((cluster >= 0) & (cluster < K))
+    transformed = tft.TFTransformOutput(upstream["graph"].uri).transform_raw_features(raw)
+    expected = routed({f: transformed[f] for f in KEPT})
+    np.testing.assert_allclose(prob, expected["probability"].numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(cluster, expected["cluster"].numpy())
+
+    baseline_uri = retrained["baseline"][0].uri
+    baseline = keras.saving.load_model(os.path.join(baseline_uri, "baseline.keras"))
+    assert baseline.widths == [4] * len(KEPT)
+    base = tf.saved_model.load(path_utils.serving_model_path(baseline_uri))
+    base_prob = base.signatures["serving_default"](examples=serialized)["probability"].numpy()
+    np.testing.assert_allclose(base_prob, baseline({f: transformed[f] for f in KEPT}).numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("margin", [1.0, -1.0])
+def test_evaluate_blesses_by_margin(upstream, retrained, tmp_path, margin):
+    blessing = evaluate(upstream, retrained, tmp_path, margin)
+    with open(os.path.join(blessing.uri, "metrics.json")) as f:
+        metrics = json.load(f)
+    test_rows = count_rows(os.path.join(upstream["raw"].uri, "Split-test"))
+    for name in ("model", "baseline"):
+        assert metrics[name]["examples"] == test_rows
+        assert 0 <= metrics[name]["auc"] <= 1 and metrics[name]["logloss"] > 0
+    blessed = metrics["model"]["auc"] >= metrics["baseline"]["auc"] - margin
+    assert blessed == (margin > 0) == metrics["blessed"]  # AUCs differ by less than 1
+    # AUC ignores row order: Beam's transformed test split through the Keras model must agree.
+    routed = keras.saving.load_model(os.path.join(retrained["model"][0].uri, "routed.keras"))
+    spec = tft.TFTransformOutput(upstream["graph"].uri).transformed_feature_spec()
+    test = data.dataset(upstream["transformed"].uri, "test", spec, "label", 4096)
+    y, p = zip(*((label, routed(x)["probability"]) for x, label in test), strict=True)
+    assert metrics["model"]["auc"] == pytest.approx(roc_auc_score(np.concatenate(y),
+                                                                  np.concatenate(p)), abs=1e-6)
+    assert blessing.get_int_custom_property("blessed") == int(blessed)
+    assert sorted(os.listdir(blessing.uri)) == sorted(
+        ["metrics.json", "BLESSED" if blessed else "NOT_BLESSED"])
+
+
+SERVE_ALONE = """
+import sys
+import tensorflow as tf
+serve = tf.saved_model.load("{model}").signatures["serving_default"]
+batch = next(iter(tf.data.TFRecordDataset({files}, compression_type="GZIP").batch(8)))
+out = serve(examples=batch)
+print(",".join(sorted(out)), len(out["probability"]),
+      any(m in sys.modules for m in ("ihas_keras", "tensorflow_transform")))
+"""
+
+
+def test_pusher_pushes_the_retrained_serving_model(upstream, retrained, tmp_path):
+    blessing = evaluate(upstream, retrained, tmp_path, 1.0)
+    pushed = artifact(standard_artifacts.PushedModel, tmp_path / "pushed")
+    destination = tmp_path / "serving"
+    pusher_executor.Executor().Do(
+        {"model": retrained["model"], "model_blessing": [blessing]}, {"pushed_model": [pushed]},
+        {"push_destination": json.dumps({"filesystem": {"base_directory": str(destination)}})},
+    )
+    assert pushed.get_int_custom_property("pushed") == 1
+    (version,) = os.listdir(destination)
+    # A fresh interpreter with TensorFlow alone (no ihas_keras, no TF Transform) serves it.
+    files = tf.io.gfile.glob(os.path.join(upstream["raw"].uri, "Split-test", "*"))
+    script = SERVE_ALONE.format(model=destination / version, files=files)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-3:] == ["cluster,probability", "8", "False"]
+
+
+def test_missing_split_and_unknown_format_are_named(upstream, searched, tmp_path):
+    partial = tmp_path / "partial"
+    shutil.copytree(os.path.join(upstream["transformed"].uri, "Split-train"),
+                    partial / "Split-train")
+    inputs = {"examples": [artifact(standard_artifacts.Examples, partial)],
+              "transform_graph": [upstream["graph"]]}
+    outputs = {"model": [artifact(standard_artifacts.Model, tmp_path / "m")],
+               "model_run": [artifact(standard_artifacts.ModelRun, tmp_path / "r")]}
+    with pytest.raises(BadInputError, match="Split-eval: no such split folder"):
+        SearchExecutor().Do(inputs, outputs, {**upstream["props"], **SEARCH_PROPS})
+    with pytest.raises(ValueError, match="unknown format 'criteo5'"):
+        SearchExecutor().Do(inputs, outputs, {"format": "criteo5", **SEARCH_PROPS})
+    empty = artifact(standard_artifacts.Examples, tmp_path / "empty")
+    with pytest.raises(BadInputError, match="Split-train: no such split folder"):
+        ClusterExecutor().Do(
+            {"examples": [empty], "model": searched["model"]},
+            {"cluster_plan": [artifact(ClusterPlan, tmp_path / "plan")]},
+            {**upstream["props"], "num_clusters": K, "batch_size": 256, "seed": 0},
+        )
+
+
+def test_components_declare_their_channels():
+    def ch(kind):
+        return channel.Channel(type=kind)
+
+    search = Search(ch(standard_artifacts.Examples), ch(standard_artifacts.TransformGraph),
+                    format="criteo")
+    cluster = Cluster(ch(standard_artifacts.Examples), search.outputs["model"], format="criteo")
+    retrain = Retrain(ch(standard_artifacts.Examples), ch(standard_artifacts.TransformGraph),
+                      search.outputs["model"], cluster.outputs["cluster_plan"], format="criteo")
+    evaluate_ = Evaluate(ch(standard_artifacts.Examples), retrain.outputs["model"],
+                         retrain.outputs["baseline"], format="criteo", margin=0)
+    assert set(search.outputs) == {"model", "model_run"}
+    assert cluster.outputs["cluster_plan"].type is ClusterPlan
+    assert set(retrain.outputs) == {"model", "baseline"}
+    assert retrain.inputs["search_model"] is search.outputs["model"]
+    assert evaluate_.outputs["blessing"].type is standard_artifacts.ModelBlessing
+    assert search.exec_properties["gate_every"] == 100 and retrain.exec_properties["backbone"] == ""
