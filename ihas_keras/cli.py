@@ -48,7 +48,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace) -> int:
     from ihas_keras.data import BadInputError, get_format
     from ihas_keras.data.ingest import ingest
-    from ihas_keras.data.transform import transform
+    from ihas_keras.data.transform import RowsLostError, transform
 
     examples = os.path.join(args.out, "examples")
     transformed = os.path.join(args.out, "transformed")
@@ -58,7 +58,7 @@ def _prepare(args: argparse.Namespace) -> int:
             args.paths, fmt, examples, args.seed, args.max_bad_fraction, progress=not args.quiet
         )
         rows = transform(examples, fmt, transformed, args.frequency_threshold, args.beam_arg)
-    except (BadInputError, ValueError) as e:
+    except (BadInputError, ValueError, RowsLostError) as e:
         print(f"ihas data prepare: {e}", file=sys.stderr)
         return 1
     print(report.summary())
@@ -92,7 +92,7 @@ def _add_prepare_verb(data_verbs) -> None:
                          help="values seen fewer times than this in train share the others id")
     prepare.add_argument("--beam-arg", action="append", default=[], metavar="OPTION",
                          help="a Beam pipeline option, repeatable, written with '=': "
-                         "--beam-arg=--direct_num_workers=2")
+                         "--beam-arg=--runner=...")
     prepare.set_defaults(func=_prepare)
 
 

@@ -37,14 +37,18 @@ def _check_examples(examples_dir: str) -> None:
             raise BadInputError(f"{path}: no such file (ingest writes one per split)")
 
 
-class _Count(beam.DoFn):
-    """Counts the elements passing through, as a Beam counter named after the split."""
+class RowsLostError(RuntimeError):
+    """A split wrote fewer rows than it read (seen with Beam's multi_processing direct mode)."""
 
-    def __init__(self, split: str):
-        self._counter = beam.metrics.Metrics.counter(_COUNTER_NAMESPACE, split)
+
+class _Count(beam.DoFn):
+    """Counts rows passing through (an Arrow batch's rows, else 1 per element) as a Beam counter."""
+
+    def __init__(self, name: str):
+        self._counter = beam.metrics.Metrics.counter(_COUNTER_NAMESPACE, name)
 
     def process(self, element):
-        self._counter.inc()
+        self._counter.inc(getattr(element, "num_rows", 1))
         yield element
 
 
@@ -55,7 +59,12 @@ def _read(pipeline, examples_dir: str, split: str, schema) -> tuple:
         schema=schema,
         telemetry_descriptors=["ihas"],
     )
-    return pipeline | f"Read[{split}]" >> source.BeamSource(), source.TensorAdapterConfig()
+    batches = (
+        pipeline
+        | f"Read[{split}]" >> source.BeamSource()
+        | f"CountRead[{split}]" >> beam.ParDo(_Count(f"read/{split}"))
+    )
+    return batches, source.TensorAdapterConfig()
 
 
 def _write(transformed, out_dir: str, split: str) -> None:
@@ -63,7 +72,7 @@ def _write(transformed, out_dir: str, split: str) -> None:
     _ = (
         transformed
         | f"Encode[{split}]" >> tft_beam.EncodeTransformedDataset()
-        | f"Count[{split}]" >> beam.ParDo(_Count(split))
+        | f"CountWritten[{split}]" >> beam.ParDo(_Count(f"written/{split}"))
         | f"Write[{split}]"
         >> beam.io.WriteToTFRecord(
             _split_file(out_dir, split, TRANSFORMED_FILE),
@@ -82,7 +91,8 @@ def transform(
 ) -> dict[str, int]:
     """Analyzes EXAMPLES_DIR's train split, transforms every split into OUT_DIR; rows per split.
 
-    beam_args: Beam pipeline options (DirectRunner unless --runner says otherwise).
+    beam_args: Beam pipeline options (DirectRunner unless --runner says otherwise). Raises
+    RowsLostError when a split wrote fewer rows than it read.
     """
     _check_examples(examples_dir)
     schema = schema_utils.schema_from_feature_spec(raw_feature_spec(fmt))
@@ -108,7 +118,13 @@ def transform(
 def _counts(result) -> dict[str, int]:
     query = beam.metrics.MetricsFilter().with_namespace(_COUNTER_NAMESPACE)
     found = {c.key.metric.name: c.committed for c in result.metrics().query(query)["counters"]}
-    return {split: found.get(split, 0) for split in SPLITS}
+    read, written = ({s: found.get(f"{k}/{s}", 0) for s in SPLITS} for k in ("read", "written"))
+    if read != written:
+        raise RowsLostError(
+            f"rows read {read} but rows written {written}: the transformed splits are incomplete "
+            "(Beam's --direct_running_mode=multi_processing loses rows: run without it)"
+        )
+    return written
 
 
 def vocabulary_sizes(transform_output_dir: str, fmt: TableFormat) -> dict[str, int]:

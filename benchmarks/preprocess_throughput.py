@@ -1,0 +1,115 @@
+"""Rows/s and peak memory of ingesting raw Criteo rows and of TF Transform over them.
+
+    ./ihas-env python benchmarks/preprocess_throughput.py --out benchmarks/results/preprocess.json
+    ... --phases transform --beam-arg=--OPTION   (the transform again, with Beam options)
+
+Phases, each in its own process: synth (the raw file), ingest (raw -> split tf.Examples,
+`ingest`), transform (tft_beam: analyze on train, transform every split, `transform`). Peak RSS:
+the phase process's own, and its process tree's (Beam worker processes included), sampled every
+0.5 s.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import threading
+import time
+
+PHASES = ("synth", "ingest", "transform")
+
+
+class TreeRss(threading.Thread):
+    """Samples the RSS of this process and its descendants; `peak` is the largest sum seen."""
+
+    def __init__(self, every: float = 0.5):
+        super().__init__(daemon=True)
+        self.every, self.peak, self.done = every, 0, threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self.done.wait(self.every):
+            total = me.memory_info().rss
+            for child in me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.NoSuchProcess:
+                    pass
+            self.peak = max(self.peak, total)
+
+
+def phase(name: str, data: str, work: str, rows: int, beam_args: list[str]) -> dict:
+    from ihas_keras.data import CRITEO, synthesize
+    from ihas_keras.data.ingest import ingest
+    from ihas_keras.data.transform import transform
+
+    examples = os.path.join(work, "examples")
+    tree = TreeRss()
+    tree.start()
+    start = time.perf_counter()
+    if name == "synth":
+        synthesize(data, rows, "criteo", segments=3, seed=0)
+    elif name == "ingest":
+        assert ingest([data], CRITEO, examples).rows_read == rows
+    elif name == "transform":
+        counts = transform(examples, CRITEO, os.path.join(work, "transformed"), beam_args=beam_args)
+        with open(os.path.join(examples, "counts.json")) as f:
+            assert sum(counts.values()) == json.load(f)["rows_accepted"], counts
+    seconds = time.perf_counter() - start
+    tree.done.set()
+    return {
+        "phase": name,
+        "rows": rows,
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(rows / seconds),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_tree_rss_mb": round(tree.peak / 2**20),
+        **({"beam_args": beam_args} if name == "transform" else {}),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--data", default="/tmp/ihas-bench/criteo-1m.txt")
+    parser.add_argument("--work", default="/tmp/ihas-bench/prepare",
+                        help="folder for the examples and the transform output")
+    parser.add_argument("--phases", default=",".join(PHASES),
+                        help="comma-separated phases to run, in order (later ones reuse the files "
+                        "of earlier runs)")
+    parser.add_argument("--beam-arg", action="append", default=[], metavar="OPTION",
+                        help="Beam pipeline option for the transform phase, repeatable")
+    parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        print(json.dumps(phase(args.phase, args.data, args.work, args.rows, args.beam_arg)))
+        return
+    os.makedirs(os.path.dirname(args.data), exist_ok=True)
+    results = []
+    for name in args.phases.split(","):
+        cmd = [sys.executable, __file__, "--phase", name, "--rows", str(args.rows),
+               "--data", args.data, "--work", args.work,
+               *(f"--beam-arg={a}" for a in args.beam_arg)]
+        out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+        results.append(json.loads(out.strip().splitlines()[-1]))
+        print(results[-1])
+    report = {
+        "benchmark": "preprocess_throughput",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+        "results": results,
+    }
+    if args.out:
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
