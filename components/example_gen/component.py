@@ -1,5 +1,8 @@
 """The RawExampleGen component: raw CTR files in, split tf.Examples and a quarantine out."""
 
+import os
+
+import tensorflow as tf
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
@@ -7,6 +10,19 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.example_gen import executor
 from components.types import Quarantine
+
+
+def fingerprint(input_base: str) -> str:
+    """Names, sizes and modification times of INPUT_BASE's files, as TFX's ExampleGen driver
+    records them: an exec property, so a cached run is reused only while the files stay the same.
+    Taken when the pipeline is built (a missing folder gives "" and fails in the executor)."""
+    if not tf.io.gfile.isdir(input_base):
+        return ""
+    parts = []
+    for name in sorted(tf.io.gfile.listdir(input_base)):
+        stat = tf.io.gfile.stat(os.path.join(input_base, name))
+        parts.append(f"{name}:{stat.length}:{stat.mtime_nsec}")
+    return "\n".join(parts)
 
 
 class RawExampleGenSpec(types.ComponentSpec):
@@ -18,6 +34,7 @@ class RawExampleGenSpec(types.ComponentSpec):
         "schema": ExecutionParameter(type=str, optional=True),
         "seed": ExecutionParameter(type=int),
         "max_bad_fraction": ExecutionParameter(type=float),
+        "input_fingerprint": ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {}
     OUTPUTS = {
@@ -42,7 +59,7 @@ class RawExampleGen(base_beam_component.BaseBeamComponent):
                  seed: int = 0, max_bad_fraction: float = 0.001):
         spec = RawExampleGenSpec(
             input_base=input_base, format=format, schema=schema, seed=seed,
-            max_bad_fraction=max_bad_fraction,
+            max_bad_fraction=max_bad_fraction, input_fingerprint=fingerprint(input_base),
             examples=types.Channel(type=standard_artifacts.Examples),
             quarantine=types.Channel(type=Quarantine),
         )

@@ -64,7 +64,10 @@ def make_preprocessing_fn(fmt: TableFormat, frequency_threshold: int = 10):
                 tf.where(vocab_ids < 0, tf.constant(OTHERS_ID, tf.int64), vocab_ids + RESERVED_IDS),
             )
         if fmt.label and fmt.label in inputs:
-            outputs[fmt.label] = inputs[fmt.label]
+            label = inputs[fmt.label]
+            if isinstance(label, tf.SparseTensor):  # a schema that does not fix its shape
+                label = tft.sparse_tensor_to_dense_with_shape(label, [None, 1])[:, 0]
+            outputs[fmt.label] = label
         return outputs
 
     return preprocessing_fn

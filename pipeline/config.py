@@ -1,0 +1,70 @@
+"""The pipeline's settings in one place, each overridable by an environment variable.
+
+    IHAS_DATA_ROOT=/data/criteo IHAS_FORMAT=criteo IHAS_CLUSTERS=3 tfx run create --engine local \
+        --pipeline_name ihas
+
+IHAS_BEAM_ARGS holds Beam pipeline options separated by spaces, for example
+`--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp` (see the README for
+Dataflow, Flink and Spark).
+"""
+
+import dataclasses
+import os
+import shlex
+
+
+def _env(name: str, default, kind=str):
+    value = os.environ.get(name)
+    return default if value in (None, "") else kind(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    pipeline_name: str = "ihas"
+    home: str = "/tmp/ihas-demo"  # IHAS_HOME: default root of everything below
+    data_root: str = ""  # folder of raw files (every file in it is read)
+    format: str = "criteo"
+    schema: str = ""  # schema file for format "generic"
+    pipeline_root: str = ""
+    metadata_path: str = ""
+    serving_model_dir: str = ""  # where Pusher writes version folders for TF Serving
+    seed: int = 0
+    max_bad_fraction: float = 0.001
+    frequency_threshold: int = 10
+    embedding_dim: int = 16
+    backbone: str = "dnn"
+    pretrain_epochs: int = 2
+    search_epochs: int = 3
+    gate_every: int = 100
+    regularization_weight: float = 1e-4
+    clusters: int = 2
+    retrain_epochs: int = 3
+    batch_size: int = 2048
+    margin: float = 0.01  # blessed when routed AUC >= base AUC - margin
+    beam_args: tuple = ("--direct_num_workers=2", "--direct_running_mode=multi_threading")
+
+    def __post_init__(self):
+        defaults = {
+            "data_root": "data", "pipeline_root": "pipeline_root",
+            "metadata_path": "metadata.sqlite", "serving_model_dir": "serving_model",
+        }
+        for name, leaf in defaults.items():
+            if not getattr(self, name):
+                object.__setattr__(self, name, os.path.join(self.home, leaf))
+
+
+def from_env(**overrides) -> PipelineConfig:
+    """The configuration: defaults, then IHAS_* environment variables, then OVERRIDES."""
+    values = {}
+    for field in dataclasses.fields(PipelineConfig):
+        name = "IHAS_" + field.name.upper()
+        if field.name == "beam_args":
+            if os.environ.get(name):
+                values[field.name] = tuple(shlex.split(os.environ[name]))
+            continue
+        kind = type(field.default)
+        value = _env(name, None, kind)
+        if value is not None:
+            values[field.name] = value
+    values.update(overrides)
+    return PipelineConfig(**values)

@@ -1,0 +1,86 @@
+"""The iHAS TFX pipeline: raw files -> examples -> statistics, schema, validation -> transform ->
+search -> cluster -> retrain -> evaluate -> push."""
+
+from tfx import v1 as tfx
+
+from components.cluster import Cluster
+from components.evaluate import Evaluate
+from components.example_gen import RawExampleGen
+from components.retrain import Retrain
+from components.search import Search
+from ihas_keras.data.preprocess import SPLITS
+from pipeline.config import PipelineConfig
+
+PREPROCESSING_FN = "pipeline.preprocessing.preprocessing_fn"
+
+
+def create_components(config: PipelineConfig) -> list:
+    """The pipeline's components, in order."""
+    data = {"format": config.format, "schema": config.schema or None}
+    example_gen = RawExampleGen(
+        input_base=config.data_root, seed=config.seed, max_bad_fraction=config.max_bad_fraction,
+        **data,
+    )
+    examples = example_gen.outputs["examples"]
+    statistics_gen = tfx.components.StatisticsGen(examples=examples)
+    # Shapes left open: an empty field is an absent feature, so every field is a VarLen feature.
+    schema_gen = tfx.components.SchemaGen(
+        statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False
+    )
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+    transform = tfx.components.Transform(
+        examples=examples,
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        custom_config={**data, "frequency_threshold": config.frequency_threshold},
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=list(SPLITS)),
+    )
+    transformed = transform.outputs["transformed_examples"]
+    graph = transform.outputs["transform_graph"]
+    search = Search(
+        examples=transformed, transform_graph=graph, embedding_dim=config.embedding_dim,
+        backbone=config.backbone, pretrain_epochs=config.pretrain_epochs,
+        epochs=config.search_epochs, gate_every=config.gate_every,
+        batch_size=config.batch_size, regularization_weight=config.regularization_weight,
+        seed=config.seed, **data,
+    )
+    cluster = Cluster(
+        examples=transformed, model=search.outputs["model"], num_clusters=config.clusters,
+        batch_size=config.batch_size, seed=config.seed, **data,
+    )
+    retrain = Retrain(
+        examples=transformed, transform_graph=graph, model=search.outputs["model"],
+        cluster_plan=cluster.outputs["cluster_plan"], epochs=config.retrain_epochs,
+        batch_size=config.batch_size, **data,
+    )
+    evaluate = Evaluate(
+        examples=examples, model=retrain.outputs["model"], baseline=retrain.outputs["baseline"],
+        margin=config.margin, **data,
+    )
+    pusher = tfx.components.Pusher(
+        model=retrain.outputs["model"],
+        model_blessing=evaluate.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=config.serving_model_dir
+            )
+        ),
+    )
+    return [example_gen, statistics_gen, schema_gen, example_validator, transform, search,
+            cluster, retrain, evaluate, pusher]
+
+
+def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
+                    enable_cache: bool = True) -> tfx.dsl.Pipeline:
+    """The pipeline for CONFIG. Without METADATA_CONNECTION_CONFIG, a local SQLite store at
+    `config.metadata_path`; the Kubeflow runner passes None to use the cluster's own."""
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=create_components(config),
+        enable_cache=enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(config.beam_args),
+    )

@@ -1,0 +1,116 @@
+"""The whole TFX pipeline under LocalDagRunner on small generated data; caching; Kubeflow V2.
+
+The data is a generated Criteo file read through a generic schema that keeps 5 of its fields:
+TF Transform costs about 1 s per field, whatever the row count.
+"""
+
+import glob
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+
+from ihas_keras.data import CRITEO, synthesize
+from pipeline import config as pipeline_config
+from pipeline import kubeflow_v2_runner, local_runner
+from pipeline.pipeline import create_components
+from tests.test_data_parse import CRITEO_ROW
+
+KEPT = ("I1", "I2", "C1", "C2", "C3")
+BAD_ROWS = ["1\t2\tshort row", "7" + CRITEO_ROW[1:], ""]  # column count, bad label, empty line
+
+
+def make_config(home, **overrides):
+    schema = home / "criteo5.yaml"
+    if not schema.exists():
+        schema.write_text(yaml.safe_dump({
+            "columns": list(CRITEO.columns), "label": "label", "numeric": list(KEPT[:2]),
+            "categorical": list(KEPT[2:]), "dropped": [c for c in CRITEO.columns[1:]
+                                                       if c not in KEPT],
+            "delimiter": "\t", "header": False,
+        }))
+    settings = dict(
+        home=str(home), format="generic", schema=str(schema), embedding_dim=4,
+        pretrain_epochs=1, search_epochs=1, retrain_epochs=1, batch_size=256, gate_every=5,
+        margin=1.0,  # bless whatever the tiny run gives: this test is about the plumbing
+        max_bad_fraction=0.01,
+    )
+    return pipeline_config.from_env(**{**settings, **overrides})
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    home = tmp_path_factory.mktemp("pipeline")
+    (home / "data").mkdir()
+    synthesize(str(home / "criteo.txt"), rows=3000, format="criteo", segments=2, seed=1)
+    with open(home / "criteo.txt", "a") as f:
+        f.write("\n".join(BAD_ROWS) + "\n")
+    shutil.move(home / "criteo.txt", home / "data" / "criteo.txt")  # side files stay out
+    config = make_config(home)
+    local_runner.run(config)
+    return config
+
+
+def artifact_dirs(config, component, output):
+    return sorted(glob.glob(os.path.join(config.pipeline_root, component, output, "*")))
+
+
+def test_pushed_model_predicts_from_raw_examples(run):
+    versions = glob.glob(os.path.join(run.serving_model_dir, "*", "saved_model.pb"))
+    assert len(versions) == 1, versions
+    served = tf.saved_model.load(os.path.dirname(versions[0])).signatures["serving_default"]
+    test_split = os.path.join(artifact_dirs(run, "RawExampleGen", "examples")[0], "Split-test")
+    records = tf.data.TFRecordDataset(glob.glob(test_split + "/*"), compression_type="GZIP")
+    examples = []
+    for serialized in records.take(64):
+        example = tf.train.Example.FromString(serialized.numpy())
+        del example.features.feature["label"]  # serving gets raw features only
+        examples.append(example.SerializeToString())
+    out = served(examples=tf.constant(examples))
+    probability, cluster = out["probability"].numpy(), out["cluster"].numpy()
+    assert probability.shape == cluster.shape == (64,)
+    assert ((probability > 0) & (probability < 1)).all() and set(cluster) <= {0, 1}
+
+
+def test_bad_rows_end_in_the_quarantine_artifact(run):
+    quarantine = artifact_dirs(run, "RawExampleGen", "quarantine")[0]
+    counts = json.load(open(os.path.join(quarantine, "counts.json")))
+    assert counts["rows_read"] == counts["rows_accepted"] + counts["rows_quarantined"] == 3003
+    with open(os.path.join(quarantine, "quarantine.jsonl")) as f:
+        records = sorted((r["line"], r["reason"]) for r in map(json.loads, f))
+    assert records == [(3001, "column_count"), (3002, "bad_label"), (3003, "empty_line")]
+
+
+def test_evaluation_compares_with_the_base_model(run):
+    blessing = artifact_dirs(run, "Evaluate", "blessing")[0]
+    metrics = json.load(open(os.path.join(blessing, "metrics.json")))
+    for name in ("model", "baseline"):
+        assert 0 <= metrics[name]["auc"] <= 1 and np.isfinite(metrics[name]["logloss"])
+    assert os.path.exists(os.path.join(blessing, "BLESSED")) and metrics["blessed"]
+
+
+def test_second_run_reuses_cached_components(run):
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    local_runner.run(run)
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = run.metadata_path
+    store = metadata_store.MetadataStore(config)
+    states = [e.last_known_state for e in store.get_executions()]
+    components = len(create_components(run))
+    # First run: every component completes; second run: every component is taken from cache.
+    assert states.count(metadata_store_pb2.Execution.COMPLETE) == components
+    assert states.count(metadata_store_pb2.Execution.CACHED) == components
+
+
+def test_kubeflow_v2_compile_names_every_component(run, tmp_path):
+    path = kubeflow_v2_runner.compile_pipeline(run, str(tmp_path), image="ihas:test")
+    spec = json.load(open(path))["pipelineSpec"]
+    tasks = set(spec["root"]["dag"]["tasks"])
+    assert tasks == {c.id for c in create_components(run)}
+    assert "ihas:test" in json.dumps(spec["deploymentSpec"])
