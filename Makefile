@@ -12,12 +12,13 @@ test: lint
 lint:
 	$(ENV) ruff check .
 
-# Until the TFX pipeline lands: generated Criteo rows with planted segments, validated with the
-# shared parser, then the environment self-check (Keras fit, TFX pipeline, TF Serving API).
+# The whole TFX pipeline (LocalDagRunner) on ROWS generated Criteo rows with 3 planted segments,
+# or on DATA (a raw file or a folder of them) in FORMAT; prints the metrics and the pushed model.
+ROWS ?= 100000
+FORMAT ?= criteo
 demo:
-	$(ENV) ihas data synth --rows 200000 --format criteo --segments 3 --seed 0 --out $(DEMO_OUT)/criteo.txt
-	$(ENV) ihas data validate --format criteo --quarantine $(DEMO_OUT)/quarantine.jsonl $(DEMO_OUT)/criteo.txt
-	$(ENV) ihas selfcheck --out $(DEMO_OUT)/selfcheck
+	$(ENV) python -m pipeline.demo --home $(DEMO_OUT) --rows $(ROWS) --format $(FORMAT) \
+	  $(if $(DATA),--data $(DATA)) $(if $(SCHEMA),--schema $(SCHEMA))
 
 # Re-resolves the dependency locks, one per supported Python, for Linux x86_64 with glibc 2.39+.
 lock:

@@ -10,11 +10,17 @@ the Vertex AI SDK or the KFP client.
 """
 
 import os
+import sys
 
-from tfx import v1 as tfx
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if __package__ in (None, ""):
+    # Run as a file (the tfx CLI does): its folder would shadow the `pipeline` package.
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
-from pipeline import config as pipeline_config
-from pipeline.pipeline import create_pipeline
+from tfx import v1 as tfx  # noqa: E402
+
+from pipeline import config as pipeline_config  # noqa: E402
+from pipeline.pipeline import create_pipeline  # noqa: E402
 
 OUTPUT_FILE = "ihas_pipeline.json"
 

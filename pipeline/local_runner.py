@@ -6,10 +6,18 @@
 or `python -m pipeline.local_runner`. Settings: `pipeline/config.py` (IHAS_* variables).
 """
 
-from tfx import v1 as tfx
+import os
+import sys
 
-from pipeline import config as pipeline_config
-from pipeline.pipeline import create_pipeline
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if __package__ in (None, ""):
+    # Run as a file (the tfx CLI does): its folder would shadow the `pipeline` package.
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
+from tfx import v1 as tfx  # noqa: E402
+
+from pipeline import config as pipeline_config  # noqa: E402
+from pipeline.pipeline import create_pipeline  # noqa: E402
 
 
 def run(config: pipeline_config.PipelineConfig | None = None) -> None:
