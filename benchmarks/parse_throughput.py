@@ -8,11 +8,10 @@ Each phase runs in its own process, so its peak RSS is its own.
 import argparse
 import json
 import os
-import platform
 import resource
-import subprocess
-import sys
 import time
+
+from report import run_phase, write_report
 
 
 def phase(name: str, path: str, rows: int) -> dict:
@@ -52,21 +51,11 @@ def main() -> None:
     os.makedirs(os.path.dirname(args.data), exist_ok=True)
     results = []
     for name in ("synth", "parse", "validate"):
-        cmd = [sys.executable, __file__, "--phase", name, "--rows", str(args.rows),
+        cmd = ["--phase", name, "--rows", str(args.rows),
                "--data", args.data]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        results.append(json.loads(out.strip().splitlines()[-1]))
+        results.append(run_phase(__file__, cmd))
         print(results[-1])
-    report = {
-        "benchmark": "parse_throughput",
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-        "results": results,
-    }
-    if args.out:
-        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=2)
+    write_report("parse_throughput", results, args.out)
 
 
 if __name__ == "__main__":

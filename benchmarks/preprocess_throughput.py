@@ -12,12 +12,11 @@ the phase process's own, and its process tree's (Beam worker processes included)
 import argparse
 import json
 import os
-import platform
 import resource
-import subprocess
-import sys
 import threading
 import time
+
+from report import run_phase, write_report
 
 PHASES = ("synth", "ingest", "transform")
 
@@ -93,22 +92,12 @@ def main() -> None:
     os.makedirs(os.path.dirname(args.data), exist_ok=True)
     results = []
     for name in args.phases.split(","):
-        cmd = [sys.executable, __file__, "--phase", name, "--rows", str(args.rows),
+        cmd = ["--phase", name, "--rows", str(args.rows),
                "--data", args.data, "--work", args.work,
                *(f"--beam-arg={a}" for a in args.beam_arg)]
-        out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
-        results.append(json.loads(out.strip().splitlines()[-1]))
+        results.append(run_phase(__file__, cmd))
         print(results[-1])
-    report = {
-        "benchmark": "preprocess_throughput",
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-        "results": results,
-    }
-    if args.out:
-        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=2)
+    write_report("preprocess_throughput", results, args.out)
 
 
 if __name__ == "__main__":

@@ -24,13 +24,14 @@ from tfx.types import channel, standard_artifacts
 from tfx.utils import path_utils
 
 import ihas_keras
+from components import splits
 from components.cluster import Cluster
 from components.cluster.executor import Executor as ClusterExecutor
 from components.evaluate import Evaluate
 from components.evaluate.executor import Executor as EvaluateExecutor
 from components.retrain import Retrain
 from components.retrain.executor import Executor as RetrainExecutor
-from components.search import Search, data
+from components.search import Search
 from components.search.executor import Executor as SearchExecutor
 from components.types import ClusterPlan
 from ihas_keras.data import CRITEO, BadInputError, synthesize
@@ -204,7 +205,7 @@ def test_evaluate_blesses_by_margin(upstream, retrained, tmp_path, margin):
     # AUC ignores row order: Beam's transformed test split through the Keras model must agree.
     routed = keras.saving.load_model(os.path.join(retrained["model"][0].uri, "routed.keras"))
     spec = tft.TFTransformOutput(upstream["graph"].uri).transformed_feature_spec()
-    test = data.dataset(upstream["transformed"].uri, "test", spec, "label", 4096)
+    test = splits.dataset(upstream["transformed"].uri, "test", spec, "label", 4096)
     y, p = zip(*((label, routed(x)["probability"]) for x, label in test), strict=True)
     assert metrics["model"]["auc"] == pytest.approx(roc_auc_score(np.concatenate(y),
                                                                   np.concatenate(p)), abs=1e-6)

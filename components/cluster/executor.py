@@ -7,7 +7,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 import ihas_keras
-from components.search import data
+from components import splits
 from components.search.executor import MODEL_FILE
 from ihas_keras.data import get_format
 from ihas_keras.plots import widths_heatmap
@@ -26,7 +26,7 @@ class Executor(base_executor.BaseExecutor):
         search_dir = artifact_utils.get_single_uri(input_dict["model"])
         plan_dir = artifact_utils.get_single_uri(output_dict["cluster_plan"])
         search = keras.saving.load_model(os.path.join(search_dir, MODEL_FILE))
-        train = data.dataset(examples, "train", data.transformed_spec(search.fields, fmt.label),
+        train = splits.dataset(examples, "train", splits.transformed_spec(search.fields, fmt.label),
                              fmt.label, exec_properties["batch_size"])
 
         plan = ihas_keras.fit_clusters(search, train, exec_properties["num_clusters"],

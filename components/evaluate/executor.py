@@ -11,7 +11,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
-from components.search import data
+from components import splits
 from ihas_keras.data import BadInputError, get_format
 
 METRICS_FILE = "metrics.json"
@@ -27,7 +27,7 @@ def score(model_uri: str, examples_uri: str, label: str) -> dict:
         raise BadInputError(f"{export_dir}: no SavedModel (expected the Retrain layout)")
     serve = tf.saved_model.load(export_dir).signatures["serving_default"]
     labels, probabilities = [], []
-    for batch in data.records(examples_uri, SPLIT, BATCH_SIZE):
+    for batch in splits.records(examples_uri, SPLIT, BATCH_SIZE):
         parsed = tf.io.parse_example(batch, {label: tf.io.FixedLenFeature([], tf.int64)})
         labels.append(parsed[label].numpy())
         probabilities.append(serve(examples=batch)["probability"].numpy())
@@ -51,7 +51,7 @@ class Executor(base_executor.BaseExecutor):
         baseline = artifact_utils.get_single_instance(input_dict["baseline"])
         blessing = artifact_utils.get_single_instance(output_dict["blessing"])
         margin = exec_properties["margin"]
-        data.split_files(examples, SPLIT)  # fails before loading any model
+        splits.split_files(examples, SPLIT)  # fails before loading any model
 
         metrics = {"model": score(model.uri, examples, fmt.label),
                    "baseline": score(baseline.uri, examples, fmt.label), "margin": margin}

@@ -9,9 +9,9 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 import ihas_keras
+from components import splits
 from components.cluster.executor import PLAN_FILE
 from components.export import export_serving_model
-from components.search import data
 from components.search.executor import MODEL_FILE
 from ihas_keras.data import get_format
 from ihas_keras.retraining import compile_recommender, retrain
@@ -47,8 +47,8 @@ class Executor(base_executor.BaseExecutor):
         plan_dir = artifact_utils.get_single_uri(input_dict["cluster_plan"])
         batch_size, epochs = exec_properties["batch_size"], exec_properties["epochs"]
         spec = tft.TFTransformOutput(graph).transformed_feature_spec()
-        train = data.dataset(examples, "train", spec, fmt.label, batch_size)
-        validation = data.dataset(examples, "eval", spec, fmt.label, batch_size)
+        train = splits.dataset(examples, "train", spec, fmt.label, batch_size)
+        validation = splits.dataset(examples, "eval", spec, fmt.label, batch_size)
         search = keras.saving.load_model(os.path.join(search_dir, MODEL_FILE))
         plan = ihas_keras.ClusterPlan.load(os.path.join(plan_dir, PLAN_FILE))
         backbone = exec_properties.get("backbone") or search.backbone_kind

@@ -11,7 +11,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 import ihas_keras
-from components.search import data
+from components import splits
 from ihas_keras.data import get_format
 from ihas_keras.data.transform import vocabulary_sizes
 from ihas_keras.plots import gate_histograms
@@ -55,8 +55,8 @@ class Executor(base_executor.BaseExecutor):
         logs = artifact_utils.get_single_uri(output_dict["model_run"])
         batch_size = exec_properties["batch_size"]
         spec = tft.TFTransformOutput(graph).transformed_feature_spec()
-        train = data.dataset(examples, "train", spec, fmt.label, batch_size)
-        validation = data.dataset(examples, "eval", spec, fmt.label, batch_size)
+        train = splits.dataset(examples, "train", spec, fmt.label, batch_size)
+        validation = splits.dataset(examples, "eval", spec, fmt.label, batch_size)
 
         keras.utils.set_random_seed(exec_properties["seed"])
         model = ihas_keras.build_model(

@@ -133,27 +133,13 @@ def vocabulary_sizes(transform_output_dir: str, fmt: TableFormat) -> dict[str, i
     return {f: output.vocabulary_size_by_name(f) + RESERVED_IDS for f in fmt.feature_fields}
 
 
-def transformed_dataset(
-    out_dir: str,
-    split: str,
-    fmt: TableFormat,
-    batch_size: int,
-    shuffle: bool = False,
-    seed: int | None = None,
-    shuffle_buffer: int = 10_000,
-) -> tf.data.Dataset:
-    """Batches of ({field: int64 [B]}, label [B]) from a transformed split, streamed from disk.
-
-    One pass; unlabeled formats yield the features dict alone.
-    """
-    path = _split_file(out_dir, split, TRANSFORMED_FILE)
-    if not tf.io.gfile.exists(path):
-        raise BadInputError(f"{path}: no such file (run transform first)")
-    spec = tft.TFTransformOutput(out_dir).transformed_feature_spec()
-    records = tf.data.TFRecordDataset(path, compression_type="GZIP")
+def example_batches(files, spec: dict, label: str | None, batch_size: int, shuffle=False,
+                    seed=None, shuffle_buffer: int = 10_000) -> tf.data.Dataset:
+    """Batches of ({field: int64 [B]}, label [B]) parsed with SPEC from gzipped tf.Example
+    TFRecord FILES, streamed from disk; without LABEL, the features dict alone."""
+    records = tf.data.TFRecordDataset(files, compression_type="GZIP")
     if shuffle:
         records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    label = fmt.label
 
     def parse(serialized):
         features = tf.io.parse_example(serialized, spec)
@@ -164,3 +150,14 @@ def transformed_dataset(
         .map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .prefetch(tf.data.AUTOTUNE)
     )
+
+
+def transformed_dataset(out_dir: str, split: str, fmt: TableFormat, batch_size: int,
+                        shuffle: bool = False, seed: int | None = None,
+                        shuffle_buffer: int = 10_000) -> tf.data.Dataset:
+    """`example_batches` over a split that `transform` wrote to OUT_DIR. One pass."""
+    path = _split_file(out_dir, split, TRANSFORMED_FILE)
+    if not tf.io.gfile.exists(path):
+        raise BadInputError(f"{path}: no such file (run transform first)")
+    spec = tft.TFTransformOutput(out_dir).transformed_feature_spec()
+    return example_batches(path, spec, fmt.label, batch_size, shuffle, seed, shuffle_buffer)

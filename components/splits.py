@@ -9,6 +9,7 @@ import os
 import tensorflow as tf
 
 from ihas_keras.data import BadInputError
+from ihas_keras.data.transform import example_batches
 
 
 def split_files(examples_uri: str, split: str) -> list[str]:
@@ -40,13 +41,4 @@ def dataset(examples_uri: str, split: str, spec: dict, label: str, batch_size: i
         raise BadInputError(
             f"training needs labeled examples; label {label!r} is not among {sorted(spec)}"
         )
-
-    def parse(serialized):
-        features = tf.io.parse_example(serialized, spec)
-        return features, features.pop(label)
-
-    return (
-        records(examples_uri, split, batch_size)
-        .map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    return example_batches(split_files(examples_uri, split), spec, label, batch_size)
