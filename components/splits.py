@@ -34,11 +34,14 @@ def transformed_spec(fields, label: str) -> dict:
     return {name: tf.io.FixedLenFeature([], tf.int64) for name in (*fields, label)}
 
 
-def dataset(examples_uri: str, split: str, spec: dict, label: str, batch_size: int):
-    """Batches of ({field: int64 ids [B]}, label [B]) of a transformed split, streamed; SPEC is
-    the transformed feature spec (`TFTransformOutput.transformed_feature_spec()`)."""
+def dataset(examples_uri: str, split: str, spec: dict, label: str, batch_size: int,
+            shuffle: bool = False, seed: int | None = None):
+    """Batches of ({field: int64 ids [B]}, label [B]) of a transformed split, streamed (SHUFFLE:
+    through a 10,000-example buffer, anew each epoch); SPEC is the transformed feature spec
+    (`TFTransformOutput.transformed_feature_spec()`)."""
     if not label or label not in spec:
         raise BadInputError(
             f"training needs labeled examples; label {label!r} is not among {sorted(spec)}"
         )
-    return example_batches(split_files(examples_uri, split), spec, label, batch_size)
+    files = split_files(examples_uri, split)
+    return example_batches(files, spec, label, batch_size, shuffle, seed)

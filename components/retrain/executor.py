@@ -47,7 +47,7 @@ class Executor(base_executor.BaseExecutor):
         plan_dir = artifact_utils.get_single_uri(input_dict["cluster_plan"])
         batch_size, epochs = exec_properties["batch_size"], exec_properties["epochs"]
         spec = tft.TFTransformOutput(graph).transformed_feature_spec()
-        train = splits.dataset(examples, "train", spec, fmt.label, batch_size)
+        train = splits.dataset(examples, "train", spec, fmt.label, batch_size, shuffle=True)
         validation = splits.dataset(examples, "eval", spec, fmt.label, batch_size)
         search = keras.saving.load_model(os.path.join(search_dir, MODEL_FILE))
         plan = ihas_keras.ClusterPlan.load(os.path.join(plan_dir, PLAN_FILE))

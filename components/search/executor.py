@@ -55,7 +55,8 @@ class Executor(base_executor.BaseExecutor):
         logs = artifact_utils.get_single_uri(output_dict["model_run"])
         batch_size = exec_properties["batch_size"]
         spec = tft.TFTransformOutput(graph).transformed_feature_spec()
-        train = splits.dataset(examples, "train", spec, fmt.label, batch_size)
+        train = splits.dataset(examples, "train", spec, fmt.label, batch_size, shuffle=True,
+                               seed=exec_properties["seed"])
         validation = splits.dataset(examples, "eval", spec, fmt.label, batch_size)
 
         keras.utils.set_random_seed(exec_properties["seed"])
