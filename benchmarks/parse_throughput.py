@@ -8,10 +8,9 @@ Each phase runs in its own process, so its peak RSS is its own.
 import argparse
 import json
 import os
-import resource
 import time
 
-from report import run_phase, write_report
+from report import phase_result, run_phase, write_report
 
 
 def phase(name: str, path: str, rows: int) -> dict:
@@ -29,13 +28,7 @@ def phase(name: str, path: str, rows: int) -> dict:
         report = validate([path], CRITEO, path + ".quarantine.jsonl")
         assert report.rows_read == rows
     seconds = time.perf_counter() - start
-    return {
-        "phase": name,
-        "rows": rows,
-        "seconds": round(seconds, 2),
-        "rows_per_s": round(rows / seconds),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-    }
+    return phase_result(name, rows, seconds)
 
 
 def main() -> None:

@@ -12,11 +12,10 @@ the phase process's own, and its process tree's (Beam worker processes included)
 import argparse
 import json
 import os
-import resource
 import threading
 import time
 
-from report import run_phase, write_report
+from report import phase_result, run_phase, write_report
 
 PHASES = ("synth", "ingest", "transform")
 
@@ -62,11 +61,7 @@ def phase(name: str, data: str, work: str, rows: int, beam_args: list[str]) -> d
     seconds = time.perf_counter() - start
     tree.done.set()
     return {
-        "phase": name,
-        "rows": rows,
-        "seconds": round(seconds, 2),
-        "rows_per_s": round(rows / seconds),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        **phase_result(name, rows, seconds),
         "peak_tree_rss_mb": round(tree.peak / 2**20),
         **({"beam_args": beam_args} if name == "transform" else {}),
     }

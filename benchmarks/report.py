@@ -3,9 +3,21 @@
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
+
+
+def phase_result(name: str, rows: int, seconds: float) -> dict:
+    """A phase's figures: rows/s, and the peak RSS of this process."""
+    return {
+        "phase": name,
+        "rows": rows,
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(rows / seconds),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
 
 
 def run_phase(script: str, args: list[str]) -> dict:
