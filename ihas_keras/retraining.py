@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from ihas_keras.cluster import ClusterPlan
+from ihas_keras.models.recommender import Recommender
 from ihas_keras.models.routed import RoutedModel
 from ihas_keras.models.search import SearchModel
 
@@ -16,6 +17,29 @@ def compile_recommender(model: keras.Model) -> keras.Model:
         metrics=[keras.metrics.AUC(name="auc")],
     )
     return model
+
+
+def fit_recommender(model: keras.Model, train, validation=None, epochs=3, patience=3,
+                    verbose="auto") -> keras.Model:
+    """Compiles MODEL as the paper does and fits it on TRAIN, with early stopping on validation
+    AUC (keeping the best weights) when VALIDATION is given."""
+    callbacks = []
+    if validation is not None:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            "val_auc", patience=patience, mode="max", restore_best_weights=True
+        ))
+    compile_recommender(model).fit(train, validation_data=validation, epochs=epochs,
+                                   callbacks=callbacks, verbose=verbose, shuffle=False)
+    return model
+
+
+def base_recommender(search: SearchModel, backbone=None) -> Recommender:
+    """The base model to compare with: SEARCH's fields and backbone, every width its
+    embedding_dim, no selection."""
+    return Recommender(search.fields, search.vocab_sizes,
+                       [search.embedding_dim] * len(search.fields),
+                       backbone or search.backbone_kind, search.hidden_units,
+                       search.cross_layers, name="baseline")
 
 
 def cluster_examples(routed: RoutedModel, dataset, cluster: int, batch_size: int):
@@ -44,14 +68,7 @@ def retrain(search: SearchModel, plan: ClusterPlan, train, validation=None, back
         if verbose:
             print(f"retrain: cluster {k} ({plan.sizes[k]} examples, widths "
                   f"{plan.widths()[k].tolist()})")
-        callbacks, val = [], None
-        if validation is not None:
-            val = cluster_examples(routed, validation, k, batch_size)
-            callbacks.append(keras.callbacks.EarlyStopping(
-                "val_auc", patience=patience, mode="max", restore_best_weights=True
-            ))
-        compile_recommender(recommender).fit(
-            cluster_examples(routed, train, k, batch_size), validation_data=val, epochs=epochs,
-            callbacks=callbacks, verbose=verbose, shuffle=False,
-        )
+        val = None if validation is None else cluster_examples(routed, validation, k, batch_size)
+        fit_recommender(recommender, cluster_examples(routed, train, k, batch_size), val,
+                        epochs, patience, verbose)
     return routed

@@ -14,26 +14,10 @@ from components.cluster.executor import PLAN_FILE
 from components.export import export_serving_model
 from components.search.executor import MODEL_FILE
 from ihas_keras.data import get_format
-from ihas_keras.retraining import compile_recommender, retrain
+from ihas_keras.retraining import base_recommender, fit_recommender, retrain
 
 ROUTED_FILE = "routed.keras"
 BASELINE_FILE = "baseline.keras"
-PATIENCE = 3  # epochs without a better validation AUC, as `ihas_keras.retrain` does
-
-
-def train_baseline(search, train, validation, backbone: str, epochs: int) -> keras.Model:
-    """A plain `Recommender` with SEARCH's fields and every width = its embedding_dim."""
-    model = ihas_keras.Recommender(
-        search.fields, search.vocab_sizes, [search.embedding_dim] * len(search.fields),
-        backbone, search.hidden_units, search.cross_layers, name="baseline",
-    )
-    stop = keras.callbacks.EarlyStopping("val_auc", patience=PATIENCE, mode="max",
-                                         restore_best_weights=True)
-    compile_recommender(model).fit(train, validation_data=validation, epochs=epochs,
-                                   callbacks=[stop], verbose=2, shuffle=False)
-    return model
-
-
 class Executor(base_executor.BaseExecutor):
     """Writes `{model.uri}/routed.keras`, `{baseline.uri}/baseline.keras`, and each one's
     serving SavedModel at `path_utils.serving_model_path(uri)`."""
@@ -54,8 +38,9 @@ class Executor(base_executor.BaseExecutor):
         backbone = exec_properties.get("backbone") or search.backbone_kind
 
         routed = retrain(search, plan, train, validation, backbone, epochs, batch_size,
-                         patience=PATIENCE, verbose=2)
-        baseline = train_baseline(search, train, validation, backbone, epochs)
+                         verbose=2)
+        baseline = fit_recommender(base_recommender(search, backbone), train, validation,
+                                   epochs, verbose=2)
         for key, model, name in (("model", routed, ROUTED_FILE),
                                  ("baseline", baseline, BASELINE_FILE)):
             uri = artifact_utils.get_single_uri(output_dict[key])
