@@ -11,10 +11,10 @@ from tfx.utils import path_utils
 import ihas_keras
 from components import splits
 from components.cluster.executor import PLAN_FILE
-from components.export import export_serving_model
 from components.search.executor import MODEL_FILE
 from ihas_keras.data import get_format
 from ihas_keras.retraining import base_recommender, fit_recommender, retrain
+from serving.export import export_serving_model
 
 ROUTED_FILE = "routed.keras"
 BASELINE_FILE = "baseline.keras"

@@ -1,7 +1,8 @@
 """The one row parser and validator, in TensorFlow ops over a batch of raw lines.
 
 `parse_lines` is used by every reader: tf.data in the library (`read_table`) and Beam in the
-pipeline (which calls it on batches of lines), so both accept and reject exactly the same rows.
+pipeline (which calls it on batches of lines), so both accept and reject exactly the same rows;
+`parse_columns`, its part after the split into columns, is the serving raw-feature signature's.
 Each row gets a reason code; 0 means accepted. When several problems apply, the first in `REASONS`
 order is reported.
 """
@@ -21,7 +22,7 @@ REASONS = (
 )
 REASON_CODE = {name: code for code, name in enumerate(REASONS)}
 
-_INTEGER = r"-?[0-9]{1,18}"  # 18 digits always fit int64
+INTEGER_PATTERN = r"-?[0-9]{1,18}"  # 18 digits always fit int64
 
 
 def parse_lines(lines: tf.Tensor, fmt: TableFormat) -> dict:
@@ -37,24 +38,33 @@ def parse_lines(lines: tf.Tensor, fmt: TableFormat) -> dict:
     cells = tf.strings.split(lines, sep=fmt.delimiter)
     counts = cells.row_lengths()
     table = cells.to_tensor(default_value="", shape=[None, ncols])
-    column = {name: table[:, i] for i, name in enumerate(fmt.columns)}
-
-    checks = [
+    out = parse_columns({name: table[:, i] for i, name in enumerate(fmt.columns)}, fmt)
+    line_checks = [
         ("empty_line", tf.strings.length(lines) == 0),
         ("undecodable", _invalid_utf8(lines)),
         ("column_count", counts != ncols),
     ]
+    for name, failed in reversed(line_checks):  # these come first in REASONS order
+        out["reason"] = tf.where(failed, REASON_CODE[name], out["reason"])
+    return out
+
+
+def parse_columns(column: dict, fmt: TableFormat) -> dict:
+    """Parses raw cells already split into columns: {column: [B] string}, every input column of
+    FMT (and its label, when FMT has one). The same output as `parse_lines`, with the reasons
+    that concern single cells only (bad_label, bad_numeric, bad_hour)."""
+    checks = []
     out = {"values": {}, "present": {}}
     if fmt.label:
         label = column[fmt.label]
         checks.append(("bad_label", ~((label == "0") | (label == "1"))))
         out["label"] = tf.cast(label == "1", tf.int64)
 
-    bad_numeric = tf.zeros_like(counts, tf.bool)
+    bad_numeric = tf.zeros_like(next(iter(column.values())), tf.bool)
     for name in fmt.numeric:
         text = column[name]
         present = text != ""
-        is_int = tf.strings.regex_full_match(text, _INTEGER)
+        is_int = tf.strings.regex_full_match(text, INTEGER_PATTERN)
         bad_numeric |= present & ~is_int
         out["values"][name] = tf.strings.to_number(tf.where(is_int, text, "0"), tf.int64)
         out["present"][name] = present
@@ -71,7 +81,7 @@ def parse_lines(lines: tf.Tensor, fmt: TableFormat) -> dict:
             out["values"][name] = value
             out["present"][name] = ~bad_hour
 
-    reason = tf.zeros_like(counts, tf.int32)
+    reason = tf.zeros_like(bad_numeric, tf.int32)
     for name, failed in reversed(checks):  # the first failing check in REASONS order wins
         reason = tf.where(failed, REASON_CODE[name], reason)
     out["reason"] = reason

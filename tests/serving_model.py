@@ -1,0 +1,79 @@
+"""A small real serving model for the serving tests: generated Criteo rows read through a
+5-field generic schema (TF Transform costs about 1 s per field), ingested, transformed, searched,
+clustered (K=2), retrained and exported with `export_serving_model` as version 1 of a model base
+path, as TF Serving expects it."""
+
+import dataclasses
+import os
+
+import keras
+import tensorflow as tf
+import yaml
+
+import ihas_keras
+from ihas_keras.data import CRITEO, get_format, read_table, synthesize
+from ihas_keras.data.ingest import ingest
+from ihas_keras.data.transform import transform, transformed_dataset, vocabulary_sizes
+from serving.export import export_serving_model
+
+KEPT = ("I1", "I2", "C1", "C2", "C3")
+ROWS = 3000
+
+
+@dataclasses.dataclass
+class ServedModel:
+    fmt: object  # the labeled format of the raw file
+    raw_file: str
+    base_path: str  # BASE/1 holds the SavedModel
+    export_dir: str
+    transform_dir: str
+    model: object  # the RoutedModel in memory
+
+    def raw_lines(self, n: int) -> list[str]:
+        with open(self.raw_file) as f:
+            return [next(f).rstrip("\n") for _ in range(n)]
+
+    def raw_examples(self, n: int) -> list[bytes]:
+        """The first N rows of the raw file as serialized tf.Examples without the label."""
+        from tfx_bsl.coders import example_coder
+
+        from ihas_keras.data.ingest import to_record_batch
+
+        batch = next(iter(read_table([self.raw_file], self.fmt, batch_size=n)))
+        batch = tf.nest.map_structure(lambda t: t.numpy(), batch)
+        rows = batch["reason"] == 0
+        return list(example_coder.RecordBatchToExamples(
+            to_record_batch(batch, rows, self.fmt.unlabeled())))
+
+
+def criteo5_schema(path) -> str:
+    with open(path, "w") as f:
+        yaml.safe_dump({
+            "columns": list(CRITEO.columns), "label": "label", "numeric": list(KEPT[:2]),
+            "categorical": list(KEPT[2:]),
+            "dropped": [c for c in CRITEO.columns[1:] if c not in KEPT],
+            "delimiter": "\t", "header": False,
+        }, f)
+    return str(path)
+
+
+def build_served_model(root) -> ServedModel:
+    root = str(root)
+    fmt = get_format("generic", criteo5_schema(os.path.join(root, "criteo5.yaml")))
+    raw_file = os.path.join(root, "criteo.txt")
+    synthesize(raw_file, rows=ROWS, format="criteo", segments=2, seed=1)
+    examples, transformed = os.path.join(root, "examples"), os.path.join(root, "transformed")
+    ingest([raw_file], fmt, examples, seed=1)
+    transform(examples, fmt, transformed)
+
+    keras.utils.set_random_seed(0)
+    train = transformed_dataset(transformed, "train", fmt, batch_size=256)
+    val = transformed_dataset(transformed, "eval", fmt, batch_size=256)
+    search = ihas_keras.build_model(vocabulary_sizes(transformed, fmt), embedding_dim=4, seed=0)
+    ihas_keras.search(search, train, val, pretrain_epochs=1, epochs=1, gate_every=5, verbose=0)
+    plan = ihas_keras.fit_clusters(search, train, num_clusters=2, progress=False)
+    routed = ihas_keras.retrain(search, plan, train, val, epochs=1, batch_size=256, verbose=0)
+
+    base_path = os.path.join(root, "models", "ihas")
+    export_dir = export_serving_model(routed, transformed, fmt, os.path.join(base_path, "1"))
+    return ServedModel(fmt, raw_file, base_path, export_dir, transformed, routed)

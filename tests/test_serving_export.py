@@ -1,0 +1,114 @@
+"""The serving SavedModel: its signatures against the in-memory model, the raw-feature and
+classify signatures, warmup records, and that plain TensorFlow (no project code) serves it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+from tensorflow_serving.apis import prediction_log_pb2
+
+from ihas_keras.data.preprocess import raw_feature_spec
+from serving.export import CLASSIFY_METHOD, WARMUP_FILE, raw_input_columns
+from serving.signatures import read_saved_model
+from tests.serving_model import build_served_model
+
+N = 200
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    return build_served_model(tmp_path_factory.mktemp("served"))
+
+
+@pytest.fixture(scope="module")
+def loaded(served):
+    return tf.saved_model.load(served.export_dir)
+
+
+def test_serving_default_equals_the_model_in_memory(served, loaded):
+    examples = served.raw_examples(N)
+    out = loaded.signatures["serving_default"](examples=tf.constant(examples))
+    raw = tf.io.parse_example(examples, raw_feature_spec(served.fmt.unlabeled()))
+    features = tft.TFTransformOutput(served.transform_dir).transform_raw_features(raw)
+    expected = served.model({f: features[f] for f in served.model.fields})
+    np.testing.assert_allclose(out["probability"].numpy(), expected["probability"].numpy(),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(out["cluster"].numpy(), expected["cluster"].numpy())
+    assert out["probability"].dtype == tf.float32 and out["cluster"].dtype == tf.int32
+    assert len(set(out["cluster"].numpy())) == 2  # both clusters are used on these rows
+
+
+def test_predict_raw_takes_the_raw_file_cells(served, loaded):
+    lines = served.raw_lines(N)
+    columns = served.fmt.columns
+    cells = [line.split("\t") for line in lines]
+    inputs = {c: tf.constant([row[columns.index(c)] for row in cells])
+              for c in raw_input_columns(served.fmt)}
+    assert sorted(inputs) == ["C1", "C2", "C3", "I1", "I2"]
+    raw = loaded.signatures["predict_raw"](**inputs)
+    by_example = loaded.signatures["serving_default"](examples=tf.constant(served.raw_examples(N)))
+    np.testing.assert_allclose(raw["probability"].numpy(), by_example["probability"].numpy(),
+                               rtol=1e-6)
+    np.testing.assert_array_equal(raw["cluster"].numpy(), by_example["cluster"].numpy())
+    assert (inputs["I1"].numpy() == b"").any()  # missing cells were among them
+
+
+def test_predict_raw_names_a_bad_numeric_input(loaded):
+    inputs = {c: tf.constant(["1", "x"]) for c in ("C1", "C2", "C3")}
+    inputs.update(I1=tf.constant(["5", "abc"]), I2=tf.constant(["", "7"]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="input I1 takes integers.*abc"):
+        loaded.signatures["predict_raw"](**inputs)
+
+
+def test_classify_signature(served, loaded):
+    examples = tf.constant(served.raw_examples(N))
+    out = loaded.signatures["classify"](inputs=examples)
+    probability = loaded.signatures["serving_default"](examples=examples)["probability"].numpy()
+    np.testing.assert_allclose(out["scores"].numpy()[:, 1], probability, rtol=1e-6)
+    np.testing.assert_allclose(out["scores"].numpy().sum(axis=1), 1, rtol=1e-6)
+    assert (out["classes"].numpy() == [b"0", b"1"]).all()
+    method = read_saved_model(served.export_dir).meta_graphs[0].signature_def["classify"]
+    assert method.method_name == CLASSIFY_METHOD
+
+
+def test_warmup_requests_replay(served, loaded):
+    records = tf.data.TFRecordDataset(os.path.join(served.export_dir, WARMUP_FILE))
+    sizes = []
+    for record in records:
+        request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
+        examples = tf.make_ndarray(request.inputs["examples"])
+        out = loaded.signatures[request.model_spec.signature_name](examples=examples)
+        assert np.isfinite(out["probability"].numpy()).all()
+        sizes.append(len(examples))
+    assert sizes == [1, 64]
+
+
+SEPARATE_PROCESS = """
+import json, sys
+import tensorflow as tf
+loaded = tf.saved_model.load(sys.argv[1])
+out = loaded.signatures["serving_default"](examples=tf.constant([tf.train.Example()
+                                                                  .SerializeToString()] * 3))
+print(json.dumps({"mods": sorted(m for m in sys.modules if m.split(".")[0] in
+                                 ("ihas_keras", "serving", "tensorflow_transform")),
+                  "probability": out["probability"].numpy().tolist()}))
+"""
+
+
+def test_plain_tensorflow_serves_it_and_saved_model_cli_shows_it(served):
+    """Loaded in a fresh process with TensorFlow alone: no custom op library, no project code."""
+    done = subprocess.run([sys.executable, "-c", SEPARATE_PROCESS, served.export_dir],
+                          capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["mods"] == []
+    assert len(result["probability"]) == 3
+    show = subprocess.run(["saved_model_cli", "show", "--dir", served.export_dir, "--all"],
+                          capture_output=True, text=True, check=True).stdout
+    for name in ("serving_default", "predict_raw", "classify", CLASSIFY_METHOD, "probability",
+                 "cluster", "scores", "classes"):
+        assert name in show, name
