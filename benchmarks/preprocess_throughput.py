@@ -12,33 +12,11 @@ the phase process's own, and its process tree's (Beam worker processes included)
 import argparse
 import json
 import os
-import threading
 import time
 
-from report import phase_result, run_phase, write_report
+from report import TreeRss, phase_result, run_phase, write_report
 
 PHASES = ("synth", "ingest", "transform")
-
-
-class TreeRss(threading.Thread):
-    """Samples the RSS of this process and its descendants; `peak` is the largest sum seen."""
-
-    def __init__(self, every: float = 0.5):
-        super().__init__(daemon=True)
-        self.every, self.peak, self.done = every, 0, threading.Event()
-
-    def run(self) -> None:
-        import psutil
-
-        me = psutil.Process()
-        while not self.done.wait(self.every):
-            total = me.memory_info().rss
-            for child in me.children(recursive=True):
-                try:
-                    total += child.memory_info().rss
-                except psutil.NoSuchProcess:
-                    pass
-            self.peak = max(self.peak, total)
 
 
 def phase(name: str, data: str, work: str, rows: int, beam_args: list[str]) -> dict:

@@ -6,6 +6,7 @@ import platform
 import resource
 import subprocess
 import sys
+import threading
 import time
 
 
@@ -41,3 +42,24 @@ def write_report(name: str, results, path: str | None) -> dict:
         with open(path, "w") as f:
             json.dump(report, f, indent=2)
     return report
+
+
+class TreeRss(threading.Thread):
+    """Samples the RSS of this process and its descendants; `peak` is the largest sum seen."""
+
+    def __init__(self, every: float = 0.5):
+        super().__init__(daemon=True)
+        self.every, self.peak, self.done = every, 0, threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self.done.wait(self.every):
+            total = me.memory_info().rss
+            for child in me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.NoSuchProcess:
+                    pass
+            self.peak = max(self.peak, total)

@@ -36,6 +36,9 @@ def create_components(config: PipelineConfig) -> list:
         preprocessing_fn=PREPROCESSING_FN,
         custom_config={**data, "frequency_threshold": config.frequency_threshold},
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=list(SPLITS)),
+        # StatisticsGen already describes the raw data; Transform's own pre- and post-transform
+        # statistics would cost a third pass and, on the DirectRunner, GBs of memory.
+        disable_statistics=True,
     )
     transformed = transform.outputs["transformed_examples"]
     graph = transform.outputs["transform_graph"]
