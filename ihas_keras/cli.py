@@ -1,10 +1,12 @@
-"""The `ihas` command line: `ihas --version`, `ihas selfcheck`, `ihas data synth|validate|prepare`.
+"""The `ihas` command line: `ihas --version`, `ihas selfcheck`, `ihas data synth|validate|prepare`,
+`ihas serve` (a TF Serving-compatible server), `ihas predict` (its client, and TF Serving's).
 
 `ihas data prepare` ingests raw files into OUT/examples (split tf.Examples) and runs TF Transform
 into OUT/transformed (the transform graph and the transformed splits).
 """
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -70,7 +72,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _add_raw_input_args(parser: argparse.ArgumentParser) -> None:
-    """The raw files and how to read them, shared by `validate` and `prepare`."""
+    """The raw files and how to read them, shared by `validate`, `prepare` and `predict`."""
     parser.add_argument("paths", nargs="+", metavar="PATH", help="raw files (.gz is read as gzip)")
     parser.add_argument("--format", required=True,
                         help="criteo, criteo-test (unlabeled), avazu, or generic with --schema")
@@ -122,6 +124,147 @@ def _add_data_verbs(verbs) -> None:
     _add_prepare_verb(data_verbs)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from serving.models import model_config, read_model_config_file
+
+    def fail(message: str) -> int:
+        print(f"ihas serve: {message}", file=sys.stderr)
+        return 2
+
+    if bool(args.model_base_path) == bool(args.model_config_file):
+        return fail("give exactly one of --model_base_path and --model_config_file")
+    try:
+        if args.model_config_file:
+            configs = read_model_config_file(args.model_config_file)
+        else:
+            configs = [model_config(args.model_name, args.model_base_path)]
+    except (OSError, ValueError) as e:
+        return fail(str(e))
+    for config in configs:
+        if not os.path.isdir(config.base_path):
+            return fail(f"model {config.name}: base path {config.base_path} is not a folder")
+    if args.file_system_poll_wait_seconds < 0:
+        return fail("--file_system_poll_wait_seconds must be >= 0")
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from serving.server import ModelServer
+
+    server = ModelServer(
+        configs, grpc_port=args.port, rest_port=args.rest_api_port or None,
+        poll_wait_seconds=args.file_system_poll_wait_seconds,
+        grpc_max_threads=args.grpc_max_threads, enable_warmup=args.enable_model_warmup,
+    )
+    try:
+        server.start()
+        server.wait()
+    except OSError as e:
+        return fail(str(e))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+def _add_serve_verb(verbs) -> None:
+    serve = verbs.add_parser(
+        "serve", help="serve SavedModels over TF Serving's gRPC and REST APIs (flags as "
+        "tensorflow_model_server's)"
+    )
+    serve.add_argument("--port", type=int, default=8500, help="gRPC port")
+    serve.add_argument("--rest_api_port", type=int, default=8501, help="REST port (0: no REST)")
+    serve.add_argument("--model_name", default="default", help="name of the model")
+    serve.add_argument("--model_base_path", help="folder of the model's numeric version folders")
+    serve.add_argument("--model_config_file", help="text-format ModelServerConfig "
+                       "(model_config_list) for several models; instead of --model_base_path")
+    serve.add_argument("--file_system_poll_wait_seconds", type=float, default=1,
+                       help="seconds between polls for new versions (0: no polling)")
+    serve.add_argument("--grpc_max_threads", type=int, default=16,
+                       help="threads answering gRPC requests")
+    serve.add_argument("--enable_model_warmup", type=lambda v: v.lower() in ("1", "true"),
+                       default=True, metavar="true|false",
+                       help="replay assets.extra/tf_serving_warmup_requests when a version loads")
+    serve.set_defaults(func=_serve)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from ihas_keras.data import BadInputError, get_format
+    from serving.client import GrpcPredictor, RestPredictor, ServerError, predict_files
+
+    predictor_class = RestPredictor if args.rest else GrpcPredictor
+    predictor = predictor_class(args.server, args.model_name, args.model_version, args.timeout)
+    try:
+        fmt = get_format(args.format, args.schema)
+        with open(args.output, "w") if args.output else contextlib.nullcontext(sys.stdout) as out:
+            report = predict_files(args.paths, fmt, predictor, out, args.batch_size,
+                                   progress=bool(args.output) and not args.quiet)
+    except (BadInputError, ValueError, ServerError, OSError) as e:
+        print(f"ihas predict: {e}", file=sys.stderr)
+        return 1
+    finally:
+        predictor.close()
+    print(report.summary() + (f"; written to {args.output}" if args.output else ""),
+          file=sys.stderr)
+    if report.rows_rejected > args.max_bad_fraction * report.rows_read:
+        print(f"ihas predict: more than --max-bad-fraction {args.max_bad_fraction} of the rows "
+              "were rejected (named above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_predict_verb(verbs) -> None:
+    predict = verbs.add_parser(
+        "predict", help="score raw rows with a served model (TF Serving or `ihas serve`): "
+        "click probability and cluster per row"
+    )
+    _add_raw_input_args(predict)
+    predict.add_argument("--server", default="localhost:8500",
+                         help="HOST:PORT of the gRPC API (of the REST API with --rest)")
+    predict.add_argument("--rest", action="store_true", help="use the REST API instead of gRPC")
+    predict.add_argument("--model_name", default="ihas", help="the served model's name")
+    predict.add_argument("--model_version", type=int, help="a version (default: the latest)")
+    predict.add_argument("--batch_size", type=int, default=256, help="rows per request")
+    predict.add_argument("--timeout", type=float, default=30, help="seconds per request")
+    predict.add_argument("--output", help="TSV file for `file line probability cluster` "
+                         "(default: standard output)")
+    predict.set_defaults(func=_predict)
+
+
+def _add_experiment_verb(verbs) -> None:
+    def run(args: argparse.Namespace) -> int:
+        from ihas_keras.experiments.command import run_command
+
+        return run_command(args)
+
+    exp = verbs.add_parser("experiment", help="the paper's research questions on one split: every "
+                           "variant, per seed; OUT/report.json, report.md, figures")
+    exp.add_argument("--data", required=True, help="raw data file (or folder of files)")
+    exp.add_argument("--format", required=True, help="criteo, avazu, or generic with --schema")
+    exp.add_argument("--schema", help="schema file (YAML or JSON) for --format generic")
+    exp.add_argument("--out", required=True, help="folder: prepared/ (reused), report, figures")
+    exp.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default 1,2,3)")
+    exp.add_argument("--variants", default="base,adafs_soft,adafs_hard,autofield,ihas,ihas_1,"
+                     "ihas_2,ihas_3,ihas_4", help="comma-separated; also ihas@B, base@B")
+    exp.add_argument("--backbones", default="dnn,fm,wide_deep,deepfm",
+                     help="adds base@B and ihas@B per backbone B (RQ2); '' for none")
+    exp.add_argument("--clusters", type=int, default=2, help="K")
+    exp.add_argument("--epochs", type=int, default=3, help="epochs of trained/retrained models")
+    exp.add_argument("--pretrain-epochs", type=int, default=2)
+    exp.add_argument("--search-epochs", type=int, default=3)
+    exp.add_argument("--gate-every", type=int, default=100, help="a gate/selector step after "
+                     "every this many training batches")
+    exp.add_argument("--regularization-weight", type=float, default=1e-4)
+    exp.add_argument("--gate-learning-rate", type=float, default=1e-3)
+    exp.add_argument("--adafs-k", type=int, help="fields AdaFS-hard keeps (default: half)")
+    exp.add_argument("--batch-size", type=int, default=2048)
+    exp.add_argument("--embedding-dim", type=int, default=16)
+    exp.add_argument("--inference-batch-size", type=int, default=2048)
+    exp.add_argument("--quiet", action="store_true", help="no progress bars")
+    exp.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ihas",
@@ -138,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--rows", type=int, default=2000, help="rows of generated CSV data")
     check.set_defaults(func=_selfcheck)
     _add_data_verbs(verbs)
+    _add_serve_verb(verbs)
+    _add_predict_verb(verbs)
+    _add_experiment_verb(verbs)
     return parser
 
 

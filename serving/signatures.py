@@ -2,6 +2,7 @@
 
 import os
 
+import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
@@ -15,7 +16,7 @@ def _pb_path(export_dir: str) -> str:
 
 def read_saved_model(export_dir: str) -> saved_model_pb2.SavedModel:
     """The parsed `saved_model.pb`; raises ValueError when it is not a SavedModel proto."""
-    with open(_pb_path(export_dir), "rb") as f:
+    with tf.io.gfile.GFile(_pb_path(export_dir), "rb") as f:
         data = f.read()
     model = saved_model_pb2.SavedModel()
     try:
@@ -51,6 +52,6 @@ def set_method_name(export_dir: str, signature: str, method: str) -> None:
         raise KeyError(f"{export_dir} has no signature {signature!r}")
     meta_graph.signature_def[signature].method_name = method
     tmp = _pb_path(export_dir) + ".tmp"
-    with open(tmp, "wb") as f:
+    with tf.io.gfile.GFile(tmp, "wb") as f:
         f.write(model.SerializeToString())
-    os.replace(tmp, _pb_path(export_dir))
+    tf.io.gfile.rename(tmp, _pb_path(export_dir), overwrite=True)

@@ -23,6 +23,7 @@ ROWS = 3000
 @dataclasses.dataclass
 class ServedModel:
     fmt: object  # the labeled format of the raw file
+    schema: str  # its schema file (format "generic")
     raw_file: str
     base_path: str  # BASE/1 holds the SavedModel
     export_dir: str
@@ -59,7 +60,8 @@ def criteo5_schema(path) -> str:
 
 def build_served_model(root) -> ServedModel:
     root = str(root)
-    fmt = get_format("generic", criteo5_schema(os.path.join(root, "criteo5.yaml")))
+    schema = criteo5_schema(os.path.join(root, "criteo5.yaml"))
+    fmt = get_format("generic", schema)
     raw_file = os.path.join(root, "criteo.txt")
     synthesize(raw_file, rows=ROWS, format="criteo", segments=2, seed=1)
     examples, transformed = os.path.join(root, "examples"), os.path.join(root, "transformed")
@@ -76,4 +78,4 @@ def build_served_model(root) -> ServedModel:
 
     base_path = os.path.join(root, "models", "ihas")
     export_dir = export_serving_model(routed, transformed, fmt, os.path.join(base_path, "1"))
-    return ServedModel(fmt, raw_file, base_path, export_dir, transformed, routed)
+    return ServedModel(fmt, schema, raw_file, base_path, export_dir, transformed, routed)

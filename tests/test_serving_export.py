@@ -13,16 +13,15 @@ import tensorflow_transform as tft
 from tensorflow_serving.apis import prediction_log_pb2
 
 from ihas_keras.data.preprocess import raw_feature_spec
-from serving.export import CLASSIFY_METHOD, WARMUP_FILE, raw_input_columns
-from serving.signatures import read_saved_model
-from tests.serving_model import build_served_model
+from serving.export import WARMUP_FILE, raw_input_columns
+from serving.signatures import CLASSIFY_METHOD, read_saved_model
 
 N = 200
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    return build_served_model(tmp_path_factory.mktemp("served"))
+def served(served_model):
+    return served_model
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,130 @@
+"""`ihas predict`: raw Criteo/Avazu/generic rows -> a TF Serving model (or `ihas serve`) -> one
+line per row: file, line, click probability, cluster.
+
+Rows are read and checked by the shared parser; accepted rows are sent as serialized tf.Examples
+to the `serving_default` signature, over gRPC with the official `tensorflow_serving.apis` stubs, or
+over REST (`--rest`, TF Serving's `:predict` with base64 "b64" instances). Rejected rows are
+counted, named on stderr and left out of the output.
+"""
+
+import base64
+import dataclasses
+import json
+import sys
+import urllib.error
+import urllib.request
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_pb2_grpc
+from tfx_bsl.coders import example_coder
+
+from ihas_keras.data import REASONS, read_table
+from ihas_keras.data.formats import TableFormat
+from ihas_keras.data.ingest import to_record_batch
+
+SIGNATURE = "serving_default"
+
+
+class ServerError(Exception):
+    """The server refused a request or could not be reached."""
+
+
+@dataclasses.dataclass
+class PredictReport:
+    rows_read: int = 0
+    rows_scored: int = 0
+    rows_rejected: int = 0
+
+    def summary(self) -> str:
+        return (f"rows read {self.rows_read}, scored {self.rows_scored}, "
+                f"rejected {self.rows_rejected}")
+
+
+class GrpcPredictor:
+    """Predict over gRPC: serialized tf.Examples -> (probability, cluster) arrays."""
+
+    def __init__(self, server: str, model_name: str, version: int | None, timeout: float):
+        self._channel = grpc.insecure_channel(server)
+        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._spec = model_pb2.ModelSpec(name=model_name, signature_name=SIGNATURE)
+        if version is not None:
+            self._spec.version.value = version
+        self._timeout = timeout
+
+    def __call__(self, examples: list[bytes]):
+        request = predict_pb2.PredictRequest(model_spec=self._spec)
+        request.inputs["examples"].CopyFrom(tf.make_tensor_proto(examples, tf.string))
+        try:
+            response = self._stub.Predict(request, timeout=self._timeout)
+        except grpc.RpcError as e:
+            raise ServerError(f"gRPC Predict: {e.code().name}: {e.details()}") from None
+        return (tf.make_ndarray(response.outputs["probability"]),
+                tf.make_ndarray(response.outputs["cluster"]))
+
+    def close(self):
+        self._channel.close()
+
+
+class RestPredictor:
+    """Predict over REST (`POST /v1/models/NAME[/versions/N]:predict`)."""
+
+    def __init__(self, server: str, model_name: str, version: int | None, timeout: float):
+        path = f"/v1/models/{model_name}" + (f"/versions/{version}" if version is not None else "")
+        self._url = f"http://{server}{path}:predict"
+        self._timeout = timeout
+
+    def __call__(self, examples: list[bytes]):
+        body = json.dumps({
+            "signature_name": SIGNATURE,
+            "instances": [{"b64": base64.b64encode(e).decode()} for e in examples],
+        }).encode()
+        request = urllib.request.Request(self._url, body, {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as answer:
+                predictions = json.load(answer)["predictions"]
+        except urllib.error.HTTPError as e:
+            raise ServerError(f"REST {self._url}: HTTP {e.code}: {e.read().decode()}") from None
+        except (urllib.error.URLError, OSError) as e:
+            raise ServerError(f"REST {self._url}: {e}") from None
+        return (np.array([p["probability"] for p in predictions], np.float32),
+                np.array([p["cluster"] for p in predictions], np.int32))
+
+    def close(self):
+        pass
+
+
+def serialized_examples(batch: dict, rows: np.ndarray, fmt: TableFormat) -> list[bytes]:
+    """The selected ROWS of a parsed batch as serialized raw tf.Examples, without the label."""
+    return list(example_coder.RecordBatchToExamples(to_record_batch(batch, rows, fmt.unlabeled())))
+
+
+def predict_files(paths: list[str], fmt: TableFormat, predictor, out, batch_size: int = 256,
+                  err=sys.stderr, progress: bool = False) -> PredictReport:
+    """Scores every accepted row of PATHS with PREDICTOR, writing `file line probability cluster`
+    lines (tab-separated, after a header) to OUT; rejected rows are counted and named on ERR."""
+    from tqdm import tqdm
+
+    report = PredictReport()
+    out.write("file\tline\tprobability\tcluster\n")
+    batches = read_table(paths, fmt, batch_size)
+    for batch in tqdm(batches, desc="predict", unit=" batches", disable=not progress, file=err):
+        batch = tf.nest.map_structure(lambda t: t.numpy(), batch)
+        accepted = batch["reason"] == 0
+        report.rows_read += len(accepted)
+        for i in np.flatnonzero(~accepted):
+            report.rows_rejected += 1
+            err.write(f"ihas predict: skipped {batch['file'][i].decode()}:{batch['line'][i]}: "
+                      f"{REASONS[batch['reason'][i]]}\n")
+        if not accepted.any():
+            continue
+        probability, cluster = predictor(serialized_examples(batch, accepted, fmt))
+        if len(probability) != accepted.sum() or len(cluster) != accepted.sum():
+            raise ServerError(f"sent {accepted.sum()} rows, got {len(probability)} "
+                              f"probabilities and {len(cluster)} clusters back")
+        for path, line, p, c in zip(batch["file"][accepted], batch["line"][accepted],
+                                    probability, cluster, strict=True):
+            out.write(f"{path.decode()}\t{line}\t{p:.6f}\t{c}\n")
+        report.rows_scored += int(accepted.sum())
+    return report

@@ -1,0 +1,255 @@
+"""The model manager: loads, polls and serves the versions of each model, as TF Serving does.
+
+Each model (name, base_path) has numeric version folders under base_path. The manager loads the
+versions its version policy wants (the highest one by default), polls the folder every
+`poll_wait_seconds` in a background thread, loads new versions as they appear and only then
+unloads the ones they replace. A version that fails to load is logged and recorded (state END with
+the error) and the versions already loaded keep answering; it is retried when its files change.
+"""
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow_serving.apis import get_model_status_pb2, model_pb2
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving.signatures import read_signature_defs
+from serving.tensors import ServingError, grpc_code
+
+log = logging.getLogger(__name__)
+
+State = get_model_status_pb2.ModelVersionStatus.State
+
+
+@dataclass(frozen=True)
+class ServedVersion:
+    """One loaded version: the `tf.saved_model.load` object and its SignatureDef protos."""
+
+    name: str
+    version: int
+    path: str
+    loaded: object
+    signature_defs: dict[str, meta_graph_pb2.SignatureDef]
+
+    @property
+    def signatures(self) -> dict:
+        """Callable signatures by name (`loaded.signatures`)."""
+        return self.loaded.signatures
+
+
+@dataclass
+class _VersionStatus:
+    state: int
+    code: grpc.StatusCode = grpc.StatusCode.OK
+    message: str = ""
+    fingerprint: tuple | None = None  # the files' stat when a load failed
+
+
+def model_config(name: str, base_path: str) -> model_server_config_pb2.ModelConfig:
+    """A ModelConfig for one model (platform "tensorflow", latest version)."""
+    return model_server_config_pb2.ModelConfig(
+        name=name, base_path=os.path.abspath(base_path), model_platform="tensorflow"
+    )
+
+
+def read_model_config_file(path: str) -> list[model_server_config_pb2.ModelConfig]:
+    """The models of a text-format ModelServerConfig file; ValueError when it is unusable."""
+    with open(path) as f:
+        text = f.read()
+    config = model_server_config_pb2.ModelServerConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as e:
+        raise ValueError(f"{path}: not a text-format ModelServerConfig: {e}") from e
+    models = list(config.model_config_list.config)
+    if not models:
+        raise ValueError(f"{path}: no model_config_list with models")
+    for model in models:
+        if not model.name or not model.base_path:
+            raise ValueError(f"{path}: every model needs a name and a base_path")
+        if model.model_platform not in ("", "tensorflow"):
+            raise ValueError(f"{path}: model {model.name}: platform {model.model_platform!r} is "
+                             "not supported (only 'tensorflow')")
+        model.base_path = os.path.abspath(model.base_path)
+    if len({m.name for m in models}) != len(models):
+        raise ValueError(f"{path}: model names must be unique")
+    return models
+
+
+def _fingerprint(path: str) -> tuple:
+    stats = []
+    for p in (path, os.path.join(path, "saved_model.pb")):
+        try:
+            st = os.stat(p)
+            stats.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            stats.append(None)
+    return tuple(stats)
+
+
+def _wanted(policy, versions) -> set:
+    """The versions a ServableVersionPolicy serves out of `versions` (default: the latest)."""
+    kind = policy.WhichOneof("policy_choice")
+    if kind == "all":
+        return set(versions)
+    if kind == "specific":
+        return set(versions) & set(policy.specific.versions)
+    return set(sorted(versions)[-max(policy.latest.num_versions, 1):])
+
+
+class ModelManager:
+    """Serves the models of `configs` (ModelConfig protos); thread-safe.
+
+    `warmup(served)` runs on each version after it loads and before it serves; an exception there
+    fails the load.
+    """
+
+    def __init__(self, configs, poll_wait_seconds: float = 1.0,
+                 warmup: Callable[[ServedVersion], None] | None = None):
+        self._configs = {c.name: c for c in configs}
+        self._poll_wait = poll_wait_seconds
+        self._warmup = warmup
+        self._lock = threading.Lock()
+        self._poll_lock = threading.Lock()
+        self._loaded: dict[str, dict[int, ServedVersion]] = {n: {} for n in self._configs}
+        self._status: dict[str, dict[int, _VersionStatus]] = {n: {} for n in self._configs}
+        self._warned: set[str] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "ModelManager":
+        """Loads what is on disk now, then polls in the background (unless poll_wait is 0)."""
+        self.poll()
+        if self._poll_wait > 0:
+            self._thread = threading.Thread(target=self._poll_loop, name="model-poller",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self._poll_wait):
+            try:
+                self.poll()
+            except Exception:  # keep polling whatever happens to one pass
+                log.exception("polling the model folders failed")
+
+    def poll(self) -> None:
+        """One pass over every model's base_path: load wanted versions, unload replaced ones."""
+        with self._poll_lock:
+            for config in self._configs.values():
+                self._poll_model(config)
+
+    def _poll_model(self, config) -> None:
+        name = config.name
+        try:
+            entries = os.listdir(config.base_path)
+        except OSError as e:
+            log.error("model %s: cannot list base path %s: %s", name, config.base_path, e)
+            return
+        on_disk = {int(e): os.path.join(config.base_path, e) for e in entries
+                   if e.isdigit() and os.path.isdir(os.path.join(config.base_path, e))}
+        with self._lock:
+            status = dict(self._status[name])
+        candidates = {v for v, path in on_disk.items()
+                      if not (v in status and status[v].fingerprint == _fingerprint(path))}
+        if not on_disk and not self._loaded[name] and name not in self._warned:
+            log.warning("model %s: no version folders under %s yet", name, config.base_path)
+            self._warned.add(name)
+        wanted = _wanted(config.model_version_policy, candidates)
+        while to_load := sorted(wanted - set(self._loaded[name]), reverse=True):
+            for version in to_load:
+                if not self._load(name, version, on_disk[version]):
+                    candidates.discard(version)
+            wanted = _wanted(config.model_version_policy, candidates)
+        if not wanted:
+            return
+        for version in set(self._loaded[name]) - wanted:
+            with self._lock:
+                del self._loaded[name][version]
+                self._status[name][version] = _VersionStatus(State.END)
+            log.info("model %s: unloaded version %d", name, version)
+
+    def _load(self, name: str, version: int, path: str) -> bool:
+        with self._lock:
+            self._status[name][version] = _VersionStatus(State.LOADING)
+        try:
+            signature_defs = read_signature_defs(path)
+            served = ServedVersion(name, version, path, tf.saved_model.load(path), signature_defs)
+            if self._warmup is not None:
+                self._warmup(served)
+        except Exception as e:
+            code = grpc.StatusCode.UNKNOWN
+            if isinstance(e, tf.errors.OpError):
+                code = grpc_code(e.error_code)
+            message = f"{type(e).__name__}: {e}"
+            with self._lock:
+                self._status[name][version] = _VersionStatus(
+                    State.END, code, message, _fingerprint(path))
+                serving = sorted(self._loaded[name])
+            log.error("model %s: version %d at %s failed to load (still serving version(s) %s): "
+                      "%s", name, version, path, serving or "none", message)
+            return False
+        with self._lock:
+            self._loaded[name][version] = served
+            self._status[name][version] = _VersionStatus(State.AVAILABLE)
+        log.info("model %s: loaded version %d from %s (signatures: %s)", name, version, path,
+                 ", ".join(sorted(served.signatures)))
+        return True
+
+    def loaded_versions(self, name: str) -> list[int]:
+        with self._lock:
+            return sorted(self._loaded.get(name, {}))
+
+    def get(self, spec: model_pb2.ModelSpec) -> ServedVersion:
+        """The version a ModelSpec asks for (version, version_label or the latest): NOT_FOUND
+        when it is not loaded, INVALID_ARGUMENT for an unknown label."""
+        name = spec.name
+        choice = spec.WhichOneof("version_choice")
+        version = spec.version.value if choice == "version" else None
+        if choice == "version_label":
+            labels = self._configs[name].version_labels if name in self._configs else {}
+            if spec.version_label not in labels:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"Unrecognized servable version label: {spec.version_label}")
+            version = labels[spec.version_label]
+        with self._lock:
+            loaded = self._loaded.get(name, {})
+            if version is None and loaded:
+                return loaded[max(loaded)]
+            if version in loaded:
+                return loaded[version]
+        request = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
+        raise ServingError(grpc.StatusCode.NOT_FOUND,
+                           f"Servable not found for request: {request}")
+
+    def model_status(self, name: str, version: int | None = None):
+        """ModelVersionStatus protos (highest version first), as GetModelStatus answers."""
+        with self._lock:
+            status = dict(self._status.get(name, {}))
+        if version is not None:
+            if version not in status:
+                raise ServingError(grpc.StatusCode.NOT_FOUND,
+                                   f"Could not find version {version} of model {name}")
+            status = {version: status[version]}
+        if not status:
+            raise ServingError(grpc.StatusCode.NOT_FOUND,
+                               f"Could not find any versions of model {name}")
+        result = []
+        for v, s in sorted(status.items(), reverse=True):
+            item = get_model_status_pb2.ModelVersionStatus(version=v, state=s.state)
+            item.status.error_code = s.code.value[0]
+            item.status.error_message = s.message
+            result.append(item)
+        return result

@@ -1,0 +1,301 @@
+"""A local server speaking TF Serving's gRPC and REST protocols (`ihas serve`).
+
+gRPC: `tensorflow.serving.PredictionService` (Predict, Classify, GetModelMetadata; Regress and
+MultiInference answer UNIMPLEMENTED) and `tensorflow.serving.ModelService` (GetModelStatus).
+REST (TF Serving's paths): GET /v1/models/NAME[/versions/N|/labels/L][/metadata] and
+POST /v1/models/NAME[/versions/N|/labels/L]:(predict|classify). Errors answer as TF Serving's:
+a gRPC status code, or {"error": message} with the HTTP status TF Serving maps that code to.
+"""
+
+import functools
+import json
+import logging
+import re
+import socketserver
+import threading
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    input_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2_grpc,
+)
+
+from serving import inference
+from serving.models import ModelManager
+from serving.tensors import (
+    ServingError,
+    arrays_to_json,
+    input_specs,
+    invalid,
+    json_to_arrays,
+    json_to_example,
+)
+
+log = logging.getLogger(__name__)
+
+_HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.CANCELLED: 400,
+    grpc.StatusCode.UNKNOWN: 400,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 503,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+}
+
+
+def _unimplemented(what: str) -> ServingError:
+    return ServingError(grpc.StatusCode.UNIMPLEMENTED, f"{what} is not implemented by ihas serve")
+
+
+def _rpc(method):
+    """Runs a handler; its ServingError (or INTERNAL for anything else) becomes the status."""
+
+    @functools.wraps(method)
+    def handler(self, request, context):
+        try:
+            return method(self, request)
+        except ServingError as e:
+            error = e
+        except Exception as e:
+            log.exception("%s failed", method.__name__)
+            error = ServingError(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+        context.abort(error.code, error.message)
+
+    return handler
+
+
+class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, manager: ModelManager):
+        self._manager = manager
+
+    @_rpc
+    def Predict(self, request):
+        return inference.predict(self._manager.get(request.model_spec), request)
+
+    @_rpc
+    def Classify(self, request):
+        return inference.classify(self._manager.get(request.model_spec), request)
+
+    @_rpc
+    def GetModelMetadata(self, request):
+        return inference.model_metadata(self._manager, request)
+
+    @_rpc
+    def Regress(self, request):
+        raise _unimplemented("Regress")
+
+    @_rpc
+    def MultiInference(self, request):
+        raise _unimplemented("MultiInference")
+
+
+class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, manager: ModelManager):
+        self._manager = manager
+
+    @_rpc
+    def GetModelStatus(self, request):
+        return inference.model_status(self._manager, request)
+
+    @_rpc
+    def HandleReloadConfigRequest(self, request):
+        raise _unimplemented("HandleReloadConfigRequest")
+
+
+_PATH = re.compile(r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|"
+                   r"/labels/(?P<label>[^/:]+))?(?P<verb>/metadata|:predict|:classify|:regress)?",
+                   re.IGNORECASE)
+
+
+def _to_json(message) -> dict:
+    return MessageToDict(message, preserving_proto_field_name=True,
+                         always_print_fields_with_no_presence=True)
+
+
+class _RestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: every answer has a Content-Length
+    server_version = "ihas-serve"
+
+    def do_GET(self):
+        self._handle("GET")
+
+    def do_POST(self):
+        self._handle("POST")
+
+    def log_message(self, format, *args):
+        log.debug("REST %s: " + format, self.address_string(), *args)
+
+    def _handle(self, method: str) -> None:
+        try:
+            body = self._read_body()
+            status, payload = 200, json.dumps(self._route(method, body))
+        except ServingError as e:
+            status, payload = _HTTP_STATUS.get(e.code, 500), json.dumps({"error": e.message})
+        except Exception as e:
+            log.exception("REST %s %s failed", method, self.path)
+            status, payload = 500, json.dumps({"error": f"internal error: {type(e).__name__}"})
+        data = payload.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            raise invalid("chunked request bodies are not supported: send a Content-Length")
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.close_connection = True
+            raise invalid("bad Content-Length") from None
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _route(self, method: str, body: bytes) -> dict:
+        match = _PATH.fullmatch(urlsplit(self.path).path)
+        verb = match and (match["verb"] or "").lower()
+        if not match or (method == "GET") != (verb in ("", "/metadata")):
+            raise invalid(f"Malformed request: {method} {self.path}")
+        spec = model_pb2.ModelSpec(name=match["name"])
+        if match["version"]:
+            spec.version.value = int(match["version"])
+        elif match["label"]:
+            spec.version_label = match["label"]
+        manager = self.server.manager
+        if verb == "/metadata":
+            request = get_model_metadata_pb2.GetModelMetadataRequest(
+                model_spec=spec, metadata_field=["signature_def"])
+            return _to_json(inference.model_metadata(manager, request))
+        if verb == "":
+            request = get_model_status_pb2.GetModelStatusRequest(model_spec=spec)
+            return _to_json(inference.model_status(manager, request))
+        if verb == ":regress":
+            raise _unimplemented("Regress")
+        try:
+            request = json.loads(body)
+        except (UnicodeDecodeError, ValueError) as e:
+            raise invalid(f"JSON Parse error: {e}") from None
+        if not isinstance(request, dict):
+            raise invalid("the request body must be a JSON object")
+        signature_name = request.get("signature_name", "")
+        if not isinstance(signature_name, str):
+            raise invalid("'signature_name' must be a string")
+        spec.signature_name = signature_name
+        if verb == ":predict":
+            return _predict(manager, spec, request)
+        return _classify(manager, spec, request)
+
+
+def _predict(manager: ModelManager, spec: model_pb2.ModelSpec, request: dict) -> dict:
+    served = manager.get(spec)
+    fn = inference.predict_signature(served, spec.signature_name)
+    arrays, row = json_to_arrays(request, input_specs(fn))
+    return arrays_to_json(inference.run_predict(served, spec.signature_name, arrays), row)
+
+
+def _classify(manager: ModelManager, spec: model_pb2.ModelSpec, request: dict) -> dict:
+    examples = request.get("examples")
+    if not isinstance(examples, list) or not examples:
+        raise invalid("'examples' must be a non-empty list of JSON tf.Examples")
+    request_input = input_pb2.Input()
+    if "context" in request:
+        with_context = request_input.example_list_with_context
+        with_context.context.CopyFrom(json_to_example(request["context"]))
+        with_context.examples.extend(json_to_example(e) for e in examples)
+    else:
+        request_input.example_list.examples.extend(json_to_example(e) for e in examples)
+    response = inference.classify(manager.get(spec), classification_pb2.ClassificationRequest(
+        model_spec=spec, input=request_input))
+    return {"results": [[[c.label, c.score] for c in result.classes]
+                        for result in response.result.classifications]}
+
+
+class _RestServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address, manager: ModelManager):
+        super().__init__(address, _RestHandler)
+        self.manager = manager
+
+    def server_bind(self):
+        # HTTPServer's own looks the host up with socket.getfqdn, which hangs without DNS.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+
+class ModelServer:
+    """The manager of `configs` (ModelConfig protos) behind gRPC and REST.
+
+    Port 0 picks a free port (read `grpc_port` / `rest_port` after `start()`); `rest_port=None`
+    serves no REST. `start()` loads the models, then listens; `stop()` ends everything.
+    """
+
+    def __init__(self, configs, *, grpc_port: int = 8500, rest_port: int | None = 8501,
+                 host: str = "0.0.0.0", poll_wait_seconds: float = 1.0,
+                 grpc_max_threads: int = 16, enable_warmup: bool = True):
+        self.manager = ModelManager(configs, poll_wait_seconds,
+                                    inference.replay_warmup if enable_warmup else None)
+        self.host, self.grpc_port, self.rest_port = host, grpc_port, rest_port
+        self._grpc_max_threads = grpc_max_threads
+        self._grpc: grpc.Server | None = None
+        self._rest: _RestServer | None = None
+        self._stopped = threading.Event()
+
+    def start(self) -> "ModelServer":
+        self.manager.start()
+        options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+        self._grpc = grpc.server(futures.ThreadPoolExecutor(self._grpc_max_threads,
+                                                            thread_name_prefix="grpc"),
+                                 options=options)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            _PredictionService(self.manager), self._grpc)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+            _ModelService(self.manager), self._grpc)
+        address = f"{self.host}:{self.grpc_port}"
+        try:
+            port = self._grpc.add_insecure_port(address)
+        except RuntimeError as e:
+            raise OSError(f"cannot listen for gRPC on {address}: {e}") from e
+        if not port:
+            raise OSError(f"cannot listen for gRPC on {address}")
+        self.grpc_port = port
+        self._grpc.start()
+        log.info("gRPC (TF Serving API) listening on %s:%d", self.host, port)
+        if self.rest_port is not None:
+            self._rest = _RestServer((self.host, self.rest_port), self.manager)
+            self.rest_port = self._rest.server_address[1]
+            threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True).start()
+            log.info("REST API listening on http://%s:%d/v1/models/...", self.host,
+                     self.rest_port)
+        return self
+
+    def stop(self, grace: float = 1.0) -> None:
+        if self._rest is not None:
+            self._rest.shutdown()
+            self._rest.server_close()
+        if self._grpc is not None:
+            self._grpc.stop(grace).wait()
+        self.manager.stop()
+        self._stopped.set()
+
+    def wait(self) -> None:
+        """Blocks until `stop()` (Ctrl-C raises KeyboardInterrupt here)."""
+        while not self._stopped.wait(0.5):
+            pass

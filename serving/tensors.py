@@ -1,0 +1,275 @@
+"""Tensor conversions and input validation for the server, following TF Serving's rules.
+
+TensorProto <-> numpy, TF Serving's REST JSON ("instances" rows, "inputs" columns, {"b64": ...}
+for binary strings) <-> numpy, JSON tf.Examples for :classify, and the checks of a request's inputs
+against a signature's input specs. Every bad input raises `ServingError` (INVALID_ARGUMENT) naming
+the input.
+"""
+
+import base64
+import binascii
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework.tensor_pb2 import TensorProto
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+class ServingError(Exception):
+    """An error for the client: a gRPC status code (mapped to HTTP for REST) and a message."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def grpc_code(number: int) -> grpc.StatusCode:
+    """The gRPC status code of a canonical code number (as in `tf.errors.OpError.error_code`)."""
+    return _CODES.get(number, grpc.StatusCode.UNKNOWN)
+
+
+def invalid(message: str) -> ServingError:
+    return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def input_specs(fn) -> dict[str, tf.TensorSpec]:
+    """A concrete function's (a loaded signature's) inputs, by name."""
+    return dict(fn.structured_input_signature[1])
+
+
+def check_inputs(specs: dict[str, tf.TensorSpec], names) -> None:
+    """Unknown or missing input names -> INVALID_ARGUMENT naming them."""
+    names = set(names)
+    expected = ",".join(sorted(specs))
+    for name in sorted(names - set(specs)):
+        raise invalid(f"input tensor alias not found in signature: {name}. "
+                      f"Inputs expected to be in the set {{{expected}}}.")
+    missing = sorted(set(specs) - names)
+    if missing:
+        raise invalid(f"missing but required input(s): {', '.join(missing)}. Inputs expected "
+                      f"to be the set {{{expected}}}.")
+
+
+def check_array(name: str, spec: tf.TensorSpec, array: np.ndarray) -> None:
+    """Wrong dtype or a shape incompatible with the spec -> INVALID_ARGUMENT naming the input."""
+    dtype = tf.string if array.dtype.kind in "OSU" else tf.as_dtype(array.dtype)
+    if dtype != spec.dtype:
+        raise invalid(f"input '{name}': expected {spec.dtype.name}, got {dtype.name}")
+    if not spec.shape.is_compatible_with(array.shape):
+        raise invalid(f"input '{name}': shape {list(array.shape)} is incompatible with the "
+                      f"signature's {spec.shape}")
+
+
+def tensor_to_array(name: str, proto: TensorProto) -> np.ndarray:
+    try:
+        return tf.make_ndarray(proto)
+    except Exception as e:  # unknown dtype, content that does not fill the shape, ...
+        raise invalid(f"input '{name}': malformed TensorProto: {e}") from e
+
+
+def array_to_tensor(array: np.ndarray) -> TensorProto:
+    return tf.make_tensor_proto(array)
+
+
+def run_signature(fn, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Validates `arrays` against `fn`'s inputs, runs it; TF's errors keep their status code."""
+    specs = input_specs(fn)
+    check_inputs(specs, arrays)
+    for name, array in arrays.items():
+        check_array(name, specs[name], array)
+    try:
+        outputs = fn(**{k: tf.convert_to_tensor(v, specs[k].dtype) for k, v in arrays.items()})
+    except tf.errors.OpError as e:
+        raise ServingError(grpc_code(e.error_code), e.message) from e
+    return {name: tensor.numpy() for name, tensor in outputs.items()}
+
+
+# REST JSON -> arrays
+
+
+def _is_b64(value) -> bool:
+    return isinstance(value, dict) and list(value) == ["b64"]
+
+
+def _leaf_converter(name: str, dtype: tf.DType):
+    def fail(value):
+        return invalid(f"input '{name}': JSON value {value!r} is not of the expected type "
+                       f"{dtype.name}")
+
+    def to_bytes(value):
+        if isinstance(value, str):
+            return value.encode()
+        if _is_b64(value) and isinstance(value["b64"], str):
+            try:
+                return base64.b64decode(value["b64"], validate=True)
+            except binascii.Error as e:
+                raise invalid(f"input '{name}': bad base64 in {{'b64': ...}}: {e}") from e
+        raise fail(value)
+
+    def number(kinds):
+        def convert(value):
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                raise fail(value)
+            return value
+        return convert
+
+    def to_bool(value):
+        if not isinstance(value, bool):
+            raise fail(value)
+        return value
+
+    if dtype == tf.string:
+        return to_bytes
+    if dtype == tf.bool:
+        return to_bool
+    if dtype.is_integer:
+        return number(int)
+    if dtype.is_floating:
+        return number((int, float))
+    raise invalid(f"input '{name}': dtype {dtype.name} is not supported in JSON")
+
+
+def _flatten(value, leaf, name: str) -> tuple[list, tuple]:
+    if not isinstance(value, list):
+        return [leaf(value)], ()
+    flat, shapes = [], set()
+    for item in value:
+        items, shape = _flatten(item, leaf, name)
+        flat.extend(items)
+        shapes.add(shape)
+    if len(shapes) > 1:
+        raise invalid(f"input '{name}': the JSON list is ragged, its elements have shapes "
+                      f"{sorted(shapes)}")
+    return flat, (len(value), *(shapes.pop() if shapes else ()))
+
+
+def json_to_array(name: str, spec: tf.TensorSpec, value) -> np.ndarray:
+    """One input's JSON value (nested lists of leaves) as an array of the spec's dtype."""
+    flat, shape = _flatten(value, _leaf_converter(name, spec.dtype), name)
+    np_dtype = object if spec.dtype == tf.string else spec.dtype.as_numpy_dtype
+    try:
+        return np.array(flat, dtype=np_dtype).reshape(shape)
+    except (OverflowError, ValueError) as e:
+        raise invalid(f"input '{name}': {e}") from e
+
+
+def json_to_arrays(body: dict, specs: dict[str, tf.TensorSpec]) -> tuple[dict, bool]:
+    """A :predict body's inputs as arrays and whether it used the row ("instances") format."""
+    if ("instances" in body) == ("inputs" in body):
+        raise invalid("the request must have exactly one of 'instances' (row format) or "
+                      "'inputs' (columnar format)")
+    row = "instances" in body
+    value = body["instances" if row else "inputs"]
+    if row:
+        if not isinstance(value, list) or not value:
+            raise invalid("'instances' must be a non-empty list")
+        named = [isinstance(v, dict) and not _is_b64(v) for v in value]
+        if any(named) and not all(named):
+            raise invalid("'instances' mixes objects (named inputs) and bare values")
+        if named[0]:
+            columns = {}
+            for i, instance in enumerate(value):
+                try:
+                    check_inputs(specs, instance)
+                except ServingError as e:
+                    raise invalid(f"instance {i}: {e.message}") from None
+                for key, item in instance.items():
+                    columns.setdefault(key, []).append(item)
+        else:
+            columns = {_single_input(specs, "instances"): value}
+    elif isinstance(value, dict) and not _is_b64(value):
+        columns = value
+    else:
+        columns = {_single_input(specs, "inputs"): value}
+    check_inputs(specs, columns)
+    arrays = {k: json_to_array(k, specs[k], v) for k, v in columns.items()}
+    for name, array in arrays.items():
+        check_array(name, specs[name], array)
+    return arrays, row
+
+
+def _single_input(specs: dict, key: str) -> str:
+    if len(specs) != 1:
+        raise invalid(f"'{key}' holds bare values but the signature has {len(specs)} inputs "
+                      f"({', '.join(sorted(specs))}): name them in JSON objects")
+    return next(iter(specs))
+
+
+# arrays -> REST JSON
+
+
+def _json_leaf(name: str):
+    def convert(value):
+        if not isinstance(value, bytes):
+            return value
+        if not name.endswith("_bytes"):
+            try:
+                return value.decode()
+            except UnicodeDecodeError:
+                pass
+        return {"b64": base64.b64encode(value).decode()}
+    return convert
+
+
+def _to_json(array: np.ndarray, name: str):
+    if array.dtype != object:
+        return array.tolist()
+    leaf = _json_leaf(name)
+
+    def walk(value):
+        return [walk(v) for v in value] if isinstance(value, list) else leaf(value)
+    return walk(array.tolist())
+
+
+def arrays_to_json(outputs: dict[str, np.ndarray], row: bool) -> dict:
+    """{"predictions": [...]} (row format) or {"outputs": ...} (columnar), as TF Serving writes.
+
+    One output is written bare; several as objects by name. String outputs are UTF-8 text, or
+    {"b64": ...} when the output's name ends in "_bytes" or the bytes are not UTF-8.
+    """
+    if not row:
+        if len(outputs) == 1:
+            ((name, array),) = outputs.items()
+            return {"outputs": _to_json(array, name)}
+        return {"outputs": {name: _to_json(a, name) for name, a in outputs.items()}}
+    sizes = {name: (a.shape[0] if a.ndim else None) for name, a in outputs.items()}
+    if None in sizes.values() or len(set(sizes.values())) > 1:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"outputs {sizes} do not share a batch size: the row format needs one; "
+                           "use the columnar format ('inputs')")
+    columns = {name: _to_json(a, name) for name, a in outputs.items()}
+    if len(columns) == 1:
+        return {"predictions": next(iter(columns.values()))}
+    n = next(iter(sizes.values()))
+    return {"predictions": [{name: col[i] for name, col in columns.items()} for i in range(n)]}
+
+
+# JSON tf.Examples (:classify)
+
+
+def json_to_example(obj) -> tf.train.Example:
+    """A JSON object as a tf.Example: strings and {"b64"} -> bytes_list, ints -> int64_list,
+    numbers with a fraction -> float_list; a value may be one leaf or a list of them."""
+    if not isinstance(obj, dict):
+        raise invalid(f"an example must be a JSON object of features, got {obj!r}")
+    example = tf.train.Example()
+    for key, value in obj.items():
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            continue
+        feature = example.features.feature[key]
+        if all(isinstance(v, str) or _is_b64(v) for v in values):
+            feature.bytes_list.value.extend(_leaf_converter(key, tf.string)(v) for v in values)
+        elif all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            if not all(-(2**63) <= v < 2**63 for v in values):
+                raise invalid(f"feature '{key}': value out of int64 range")
+            feature.int64_list.value.extend(values)
+        elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            feature.float_list.value.extend(values)
+        else:
+            raise invalid(f"feature '{key}': values must be all strings, all integers or all "
+                          f"numbers, got {value!r}")
+    return example
