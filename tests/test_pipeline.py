@@ -18,6 +18,9 @@ from ihas_keras.data import CRITEO, synthesize
 from pipeline import config as pipeline_config
 from pipeline import kubeflow_v2_runner, local_runner
 from pipeline.pipeline import create_components
+from serving.client import GrpcPredictor
+from serving.models import model_config
+from serving.server import ModelServer
 from tests.test_data_parse import CRITEO_ROW
 
 KEPT = ("I1", "I2", "C1", "C2", "C3")
@@ -59,21 +62,44 @@ def artifact_dirs(config, component, output):
     return sorted(glob.glob(os.path.join(config.pipeline_root, component, output, "*")))
 
 
+def raw_test_examples(run, n: int) -> list[bytes]:
+    """N serialized raw tf.Examples of the test split, without their label."""
+    test_split = os.path.join(artifact_dirs(run, "RawExampleGen", "examples")[0], "Split-test")
+    records = tf.data.TFRecordDataset(glob.glob(test_split + "/*"), compression_type="GZIP")
+    examples = []
+    for serialized in records.take(n):
+        example = tf.train.Example.FromString(serialized.numpy())
+        del example.features.feature["label"]  # serving gets raw features only
+        examples.append(example.SerializeToString())
+    return examples
+
+
 def test_pushed_model_predicts_from_raw_examples(run):
     versions = glob.glob(os.path.join(run.serving_model_dir, "*", "saved_model.pb"))
     assert len(versions) == 1, versions
     served = tf.saved_model.load(os.path.dirname(versions[0])).signatures["serving_default"]
-    test_split = os.path.join(artifact_dirs(run, "RawExampleGen", "examples")[0], "Split-test")
-    records = tf.data.TFRecordDataset(glob.glob(test_split + "/*"), compression_type="GZIP")
-    examples = []
-    for serialized in records.take(64):
-        example = tf.train.Example.FromString(serialized.numpy())
-        del example.features.feature["label"]  # serving gets raw features only
-        examples.append(example.SerializeToString())
-    out = served(examples=tf.constant(examples))
+    out = served(examples=tf.constant(raw_test_examples(run, 64)))
     probability, cluster = out["probability"].numpy(), out["cluster"].numpy()
     assert probability.shape == cluster.shape == (64,)
     assert ((probability > 0) & (probability < 1)).all() and set(cluster) <= {0, 1}
+
+
+def test_pushed_model_serves_over_grpc(run):
+    """The Pusher's folder is a TF Serving model base path: `ihas serve` answers from it."""
+    (version,) = glob.glob(os.path.join(run.serving_model_dir, "*"))
+    examples = raw_test_examples(run, 64)
+    expected = tf.saved_model.load(version).signatures["serving_default"](
+        examples=tf.constant(examples))
+    server = ModelServer([model_config("ihas", run.serving_model_dir)], grpc_port=0,
+                         rest_port=None, host="127.0.0.1", poll_wait_seconds=0).start()
+    try:
+        predictor = GrpcPredictor(f"127.0.0.1:{server.grpc_port}", "ihas", None, timeout=30)
+        probability, cluster = predictor(examples)
+        predictor.close()
+    finally:
+        server.stop()
+    np.testing.assert_allclose(probability, expected["probability"].numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(cluster, expected["cluster"].numpy())
 
 
 def test_bad_rows_end_in_the_quarantine_artifact(run):
