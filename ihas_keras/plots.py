@@ -46,3 +46,22 @@ def widths_heatmap(widths, fields, path: str, sizes=None) -> str:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def metric_bars(values: dict, path: str, label: str, errors: dict | None = None) -> str:
+    """Horizontal bars of VALUES ({name: number}), with ERRORS ({name: half-width}) as error
+    bars when given, labelled LABEL. Writes PATH and returns it."""
+    names = list(values)
+    fig, ax = plt.subplots(figsize=(6.5, 0.35 * len(names) + 1.4))
+    xerr = [errors.get(n, 0) for n in names] if errors else None
+    ax.barh(range(len(names)), [values[n] for n in names], xerr=xerr, color="#4477aa")
+    ax.set(yticks=range(len(names)), xlabel=label)
+    ax.set_yticklabels(names)
+    ax.invert_yaxis()
+    low = min(values.values())
+    if label.lower().startswith("auc"):  # AUCs differ in the third decimal: zoom in
+        ax.set_xlim(max(0.0, low - 0.02), min(1.0, max(values.values()) + 0.01))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

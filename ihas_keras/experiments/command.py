@@ -1,0 +1,58 @@
+"""The `ihas experiment` handler: checks the arguments, then runs the experiment."""
+
+import argparse
+import os
+import sys
+
+from ihas_keras.data import BadInputError, get_format
+from ihas_keras.experiments.variants import Settings, expand
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds: expected integers separated by commas, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds: expected distinct integers separated by commas, got {text!r}")
+    return seeds
+
+
+def _names(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Exit status 2 with one error line on bad input; 0 after writing the report."""
+    try:
+        seeds = parse_seeds(args.seeds)
+        variants = expand(_names(args.variants), _names(args.backbones))
+        if not variants:
+            raise ValueError("--variants: nothing to run")
+        for flag in ("clusters", "epochs", "search_epochs", "batch_size", "embedding_dim",
+                     "gate_every", "inference_batch_size"):
+            if getattr(args, flag) < 1:
+                raise ValueError(f"--{flag.replace('_', '-')} must be at least 1")
+        if not os.path.exists(args.data):
+            raise BadInputError(f"{args.data}: no such data file or folder")
+        fmt = get_format(args.format, args.schema)
+    except (BadInputError, ValueError) as e:
+        print(f"ihas experiment: {e}", file=sys.stderr)
+        return 2
+    settings = Settings(
+        embedding_dim=args.embedding_dim, batch_size=args.batch_size, epochs=args.epochs,
+        pretrain_epochs=args.pretrain_epochs, search_epochs=args.search_epochs,
+        gate_every=args.gate_every, clusters=args.clusters,
+        regularization_weight=args.regularization_weight,
+        gate_learning_rate=args.gate_learning_rate, adafs_k=args.adafs_k,
+        inference_batch_size=args.inference_batch_size, progress=not args.quiet,
+    )
+    from ihas_keras.experiments.runner import run
+
+    try:
+        run(args.data, fmt, args.out, seeds, variants, settings)
+    except BadInputError as e:
+        print(f"ihas experiment: {e}", file=sys.stderr)
+        return 2
+    print(f"report: {os.path.join(args.out, 'report.md')} and report.json; figures in {args.out}")
+    return 0

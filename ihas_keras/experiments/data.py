@@ -1,0 +1,67 @@
+"""The experiment's data: prepared once (ingest + TF Transform), the test split in file order,
+and for generated data the planted segments and true probabilities of the test rows."""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from ihas_keras.data.formats import TableFormat
+from ihas_keras.data.ingest import ingest
+from ihas_keras.data.preprocess import SPLITS, assign_split, raw_feature_spec
+from ihas_keras.data.read import read_table
+from ihas_keras.data.transform import EXAMPLES_FILE, transform
+
+READY = "READY"
+
+
+def prepare(paths: list[str], fmt: TableFormat, out_dir: str, seed: int = 0,
+            progress: bool = True) -> tuple[str, dict]:
+    """`ihas data prepare` into OUT_DIR (examples/, transformed/), unless a finished one is
+    there; returns (the transformed folder, rows per split)."""
+    examples, transformed = (os.path.join(out_dir, d) for d in ("examples", "transformed"))
+    ready = os.path.join(out_dir, READY)
+    if not os.path.exists(ready):
+        ingest(paths, fmt, examples, seed, progress=progress)
+        rows = transform(examples, fmt, transformed)
+        with open(ready, "w") as f:
+            json.dump({"paths": paths, "format": fmt.name, "seed": seed, "rows": rows}, f)
+    with open(ready) as f:
+        return transformed, json.load(f)["rows"]
+
+
+def test_split(out_dir: str, fmt: TableFormat, batch_size: int = 8192) -> tuple[dict, np.ndarray]:
+    """The test split as ({field: int64 ids [n]}, labels [n]), in the raw file's row order: the
+    ingested raw examples through the TF Transform graph, as serving does."""
+    layer = tft.TFTransformOutput(os.path.join(out_dir, "transformed")).transform_features_layer()
+    spec = raw_feature_spec(fmt)
+    path = os.path.join(out_dir, "examples", "Split-test", EXAMPLES_FILE)
+    parts = {f: [] for f in fmt.feature_fields}
+    labels = []
+    for serialized in tf.data.TFRecordDataset(path, "GZIP").batch(batch_size):
+        raw = tf.io.parse_example(serialized, spec)
+        labels.append(raw.pop(fmt.label).numpy())
+        ids = layer(raw)
+        for f in parts:
+            parts[f].append(ids[f].numpy())
+    return {f: np.concatenate(v) for f, v in parts.items()}, np.concatenate(labels)
+
+
+def planted_truth(path: str, fmt: TableFormat, seed: int = 0) -> dict | None:
+    """For a file written by `ihas data synth` (PATH.truth.tsv and PATH.meta.json beside it):
+    {"segments", "probability"} of its accepted test rows in file order, and "meta"; else None."""
+    if not (os.path.exists(path + ".truth.tsv") and os.path.exists(path + ".meta.json")):
+        return None
+    truth = np.loadtxt(path + ".truth.tsv", skiprows=1, ndmin=2)
+    first_line = 2 if fmt.header else 1
+    rows = []
+    for batch in read_table([path], fmt).as_numpy_iterator():
+        split = assign_split(batch["file"], batch["line"], seed).numpy()
+        keep = (batch["reason"] == 0) & (split == SPLITS.index("test"))
+        rows.append(batch["line"][keep] - first_line)
+    rows = np.concatenate(rows)
+    with open(path + ".meta.json") as f:
+        meta = json.load(f)
+    return {"segments": truth[rows, 0].astype(int), "probability": truth[rows, 1], "meta": meta}

@@ -1,0 +1,156 @@
+"""The experiment's report: per-variant means and deviations, the clusters, an automatic
+reading of where iHAS wins, ties or loses, as report.json, report.md and bar charts."""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from ihas_keras import plots
+from ihas_keras.experiments.variants import RQ1, RQ3, describe, parse_variant, research_question
+
+SINGLE_SEED_TIE = 0.001  # AUC / logloss difference counted as a tie with one seed
+
+
+def _stats(values) -> dict:
+    values = [float(v) for v in values]
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "runs": values}
+
+
+def truth_summary(truth: dict | None, labels: np.ndarray) -> dict:
+    """Oracle AUCs of generated data: on the test rows (true probabilities) and over all rows."""
+    if truth is None:
+        return {}
+    return {"oracle_auc": float(roc_auc_score(labels, truth["probability"])),
+            "oracle_auc_all_rows": truth["meta"]["oracle_auc"],
+            "planted_segments": truth["meta"]["segments"]}
+
+
+def build(results: dict, seeds: list, settings, data: dict) -> dict:
+    """The report from RESULTS ({variant: [one result per seed]})."""
+    variants, clusters = {}, {}
+    for name, runs in results.items():
+        variants[name] = {
+            "rq": research_question(name),
+            "description": describe(name),
+            **{k: _stats(r[k] for r in runs) for k in
+               ("auc", "logloss", "params", "inference_seconds", "train_seconds")},
+            "details": [r["details"] for r in runs],
+        }
+        if "clusters" in runs[0]:
+            clusters[name] = [{"seed": r["seed"], **r["clusters"]} for r in runs]
+    report = {"data": data, "seeds": list(seeds), "settings": dataclasses.asdict(settings),
+              "variants": variants, "clusters": clusters}
+    report["reading"] = reading(report)
+    return report
+
+
+def _verdict(a: dict, b: dict, higher_is_better: bool, single_seed: bool) -> str:
+    diff = a["mean"] - b["mean"]
+    margin = SINGLE_SEED_TIE if single_seed else max(a["std"], b["std"])
+    if abs(diff) <= margin:
+        return "ties"
+    return "wins" if (diff > 0) == higher_is_better else "loses"
+
+
+def compare(report: dict, a: str, b: str) -> str:
+    """One line: how variant A fares against B on AUC and logloss."""
+    va, vb = report["variants"][a], report["variants"][b]
+    single = len(report["seeds"]) == 1
+    auc = _verdict(va["auc"], vb["auc"], True, single)
+    loss = _verdict(va["logloss"], vb["logloss"], False, single)
+    return (f"{a} vs {b}: {auc} on AUC ({va['auc']['mean'] - vb['auc']['mean']:+.4f}), "
+            f"{loss} on logloss ({va['logloss']['mean'] - vb['logloss']['mean']:+.4f})")
+
+
+def reading(report: dict) -> list[str]:
+    """Where iHAS wins, ties or loses, question by question, from the numbers alone."""
+    names = report["variants"]
+    lines = [f"RQ1 {compare(report, 'ihas', b)}" for b in RQ1 if b != "ihas" and b in names
+             and "ihas" in names]
+    for name in names:
+        kind, backbone = parse_variant(name)
+        if kind == "ihas" and backbone != "dnn" and f"base@{backbone}" in names:
+            lines.append(f"RQ2 {compare(report, name, f'base@{backbone}')}")
+    lines += [f"RQ3 {compare(report, 'ihas', b)}" for b in RQ3 if b in names and "ihas" in names]
+    times = {n: v["inference_seconds"]["mean"] for n, v in names.items()}
+    if "ihas" in times and len(times) > 1:
+        order = sorted(times, key=times.get)
+        ratio = ", ".join(f"{times['ihas'] / times[n]:.2f}x {n}" for n in order if n != "ihas")
+        lines.append(f"RQ4 ihas scores the test split in {times['ihas']:.3f} s, rank "
+                     f"{order.index('ihas') + 1} of {len(order)} (time as a multiple of: {ratio})")
+    for name, runs in report["clusters"].items():
+        first = runs[0]
+        ari = [r["ari"] for r in runs if r["ari"] is not None]
+        text = f"RQ5 {name}: test cluster sizes {first['test_sizes']}, widths per cluster " \
+               f"(sum over fields) {[int(sum(w)) for w in first['widths']]}"
+        if ari:
+            text += f", ARI against the planted segments {np.mean(ari):.3f} (chance: 0)"
+        lines.append(text)
+    return lines
+
+
+def progress_line(name: str, result: dict) -> str:
+    return (f"seed {result['seed']} {name}: AUC {result['auc']:.4f} logloss "
+            f"{result['logloss']:.4f} params {result['params']:,} inference "
+            f"{result['inference_seconds']:.3f} s (trained in {result['train_seconds']:.0f} s)")
+
+
+def _cell(stats: dict, digits: int) -> str:
+    return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
+
+
+def markdown(report: dict) -> str:
+    data, settings = report["data"], report["settings"]
+    lines = ["# iHAS experiment", "",
+             f"Data: {', '.join(data['paths'])} ({data['format']}, {data['fields']} fields); "
+             f"rows {data['rows']}; seeds {report['seeds']}; K = {settings['clusters']}; "
+             f"embedding width {settings['embedding_dim']}; batch {settings['batch_size']}."]
+    if "oracle_auc" in data:
+        lines.append(f"Generated data, {data['planted_segments']} planted segments: oracle AUC "
+                     f"{data['oracle_auc']:.4f} on the test rows.")
+    lines += ["", "| variant | RQ | test AUC | test logloss | parameters | inference s | "
+              "training s | what it is |", "|---|---|---|---|---|---|---|---|"]
+    for name, v in report["variants"].items():
+        lines.append(f"| {name} | {v['rq']} | {_cell(v['auc'], 4)} | {_cell(v['logloss'], 4)} "
+                     f"| {v['params']['mean']:,.0f} | {_cell(v['inference_seconds'], 3)} | "
+                     f"{v['train_seconds']['mean']:.0f} | {v['description']} |")
+    lines += ["", "Mean ± standard deviation over seeds; inference: the whole test split, batch "
+              f"{settings['inference_batch_size']}, in process, after a warm-up call."]
+    for name, runs in report["clusters"].items():
+        first = runs[0]
+        lines += ["", f"## Clusters of {name} (seed {first['seed']})", "",
+                  "| cluster | train examples | test examples | kept dimensions |",
+                  "|---|---|---|---|"]
+        for k, (tr, te, w) in enumerate(zip(first["train_sizes"], first["test_sizes"],
+                                            first["widths"], strict=True)):
+            lines.append(f"| {k} | {tr} | {te} | {int(sum(w))} |")
+    lines += ["", "## Reading", "",
+              "Automatic: a difference within one standard deviation over seeds (with one seed: "
+              f"within {SINGLE_SEED_TIE}) is a tie.", ""]
+    lines += [f"- {line}" for line in report["reading"]]
+    figures = report.get("figures", [])
+    if figures:
+        lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figures]
+    return "\n".join(lines) + "\n"
+
+
+def write(report: dict, out: str) -> list[str]:
+    """Writes the bar charts, OUT/report.json and OUT/report.md; returns the charts' names."""
+    variants = report["variants"]
+    charts = [
+        plots.metric_bars({n: v["auc"]["mean"] for n, v in variants.items()},
+                          os.path.join(out, "auc.png"), "AUC (test)",
+                          {n: v["auc"]["std"] for n, v in variants.items()}),
+        plots.metric_bars({n: v["inference_seconds"]["mean"] for n, v in variants.items()},
+                          os.path.join(out, "inference.png"), "inference seconds (test split)"),
+    ]
+    names = [os.path.basename(c) for c in charts]
+    report["figures"] = report.get("figures", []) + names
+    with open(os.path.join(out, "report.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write(markdown(report))
+    return names

@@ -1,0 +1,178 @@
+"""The experiment's variants: names, what each answers, and how each is trained on one seed.
+
+Names: `base`, `adafs_soft`, `adafs_hard`, `autofield`, `ihas` (RQ1); `ihas_1`..`ihas_4` (RQ3);
+`ihas@B` and `base@B` for a backbone B (RQ2; `ihas@dnn` is `ihas`, `base@dnn` is `base`).
+"""
+
+import dataclasses
+
+import keras
+
+import ihas_keras
+from ihas_keras.layers.backbone import Backbone
+from ihas_keras.models.adafs import AdaFS
+from ihas_keras.models.autofield import AutoField
+from ihas_keras.models.recommender import Recommender
+from ihas_keras.retraining import base_recommender, fit_recommender
+
+DESCRIPTIONS = {
+    "base": "the plain model: every field at full width, no selection",
+    "adafs_soft": "AdaFS-soft: controller field weights multiply the embeddings",
+    "adafs_hard": "AdaFS-hard: each example keeps its top-k fields by controller weight",
+    "autofield": "AutoField: fields with keep probability < 0.5 dropped, model retrained",
+    "ihas": "iHAS: search, K clusters, one retrained model per cluster (routed)",
+    "ihas_1": "iHAS-1: the search model alone (deterministic gates), no retraining",
+    "ihas_2": "iHAS-2: one retrained model with the widths of all examples (K = 1)",
+    "ihas_3": "iHAS-3: iHAS without the polarization term",
+    "ihas_4": "iHAS-4: iHAS with gates that are not instance-wise",
+}
+RQ1 = ("base", "adafs_soft", "adafs_hard", "autofield", "ihas")
+RQ3 = ("ihas_1", "ihas_2", "ihas_3", "ihas_4")
+DEFAULT_VARIANTS = RQ1 + RQ3
+# Search options of the ablations that search on their own.
+_SEARCH_OPTIONS = {"ihas_3": {"polarization": False}, "ihas_4": {"instance_wise": False}}
+
+
+def parse_variant(name: str) -> tuple[str, str]:
+    """`name` -> (kind, backbone); raises ValueError for an unknown name or backbone."""
+    kind, _, backbone = name.partition("@")
+    if kind not in DESCRIPTIONS:
+        raise ValueError(f"unknown variant {name!r}; known: {', '.join(DESCRIPTIONS)}, "
+                         "ihas@BACKBONE, base@BACKBONE")
+    if backbone and kind not in ("ihas", "base"):
+        raise ValueError(f"variant {name!r}: only ihas and base take @BACKBONE")
+    backbone = backbone or "dnn"
+    if backbone not in Backbone.KINDS:
+        raise ValueError(f"variant {name!r}: unknown backbone {backbone!r}; known: "
+                         f"{', '.join(Backbone.KINDS)}")
+    return kind, backbone
+
+
+def canonical(name: str) -> str:
+    kind, backbone = parse_variant(name)
+    return kind if backbone == "dnn" else f"{kind}@{backbone}"
+
+
+def expand(variants, backbones) -> list[str]:
+    """The variants plus `base@B` and `ihas@B` for each backbone B, canonical, in order, once."""
+    names = [canonical(v) for v in variants]
+    for b in backbones:
+        names += [canonical(f"base@{b}"), canonical(f"ihas@{b}")]
+    return list(dict.fromkeys(names))
+
+
+def research_question(name: str) -> str:
+    kind, backbone = parse_variant(name)
+    if backbone != "dnn":
+        return "RQ2"
+    return "RQ3" if kind in RQ3 else "RQ1"
+
+
+def describe(name: str) -> str:
+    kind, backbone = parse_variant(name)
+    if backbone == "dnn":
+        return DESCRIPTIONS[kind]
+    if kind == "base":
+        return f"the plain {backbone} model, no selection"
+    return f"iHAS transferred to {backbone}: the DNN search's gates and clusters, {backbone} " \
+           "models retrained per cluster"
+
+
+@dataclasses.dataclass
+class Settings:
+    embedding_dim: int = 16
+    batch_size: int = 2048
+    epochs: int = 3  # training epochs of every retrained or plain model (early stopping)
+    pretrain_epochs: int = 2
+    search_epochs: int = 3
+    gate_every: int = 100
+    clusters: int = 2
+    regularization_weight: float = 1e-4
+    gate_learning_rate: float = 1e-3  # iHAS gates and the baselines' selectors alike
+    adafs_k: int | None = None
+    inference_batch_size: int = 2048
+    verbose: int = 0
+    progress: bool = True
+
+
+@dataclasses.dataclass
+class Trained:
+    model: keras.Model
+    search: object = None  # the search model behind an iHAS variant
+    plan: object = None  # its ClusterPlan
+    details: dict = dataclasses.field(default_factory=dict)
+
+
+class SeedRun:
+    """One seed's data and settings, and the searches and cluster plans variants share."""
+
+    def __init__(self, sizes: dict, train, validation, settings: Settings, seed: int):
+        self.sizes, self.train_data, self.validation_data = sizes, train, validation
+        self.settings, self.seed = settings, seed
+        self._searches, self._plans = {}, {}
+
+    @property
+    def searches(self) -> dict:
+        """The search models made so far, by kind ("ihas", "ihas_3", "ihas_4")."""
+        return dict(self._searches)
+
+    def _selection_fit(self, model):
+        model.compile(arch_optimizer=keras.optimizers.Adam(self.settings.gate_learning_rate))
+        s = self.settings
+        ihas_keras.search(model, self.train_data, self.validation_data, s.pretrain_epochs,
+                          s.search_epochs, s.gate_every, verbose=s.verbose)
+        return model
+
+    def search(self, kind: str = "ihas"):
+        """The (cached) search model of KIND: the iHAS search or an ablation's own."""
+        key = "ihas" if kind not in _SEARCH_OPTIONS else kind
+        if key not in self._searches:
+            s = self.settings
+            keras.utils.set_random_seed(self.seed)
+            model = ihas_keras.build_model(
+                self.sizes, s.embedding_dim, regularization_weight=s.regularization_weight,
+                seed=self.seed, compile=False, **_SEARCH_OPTIONS.get(key, {}))
+            model.compile(gate_optimizer=keras.optimizers.Adam(s.gate_learning_rate))
+            ihas_keras.search(model, self.train_data, self.validation_data, s.pretrain_epochs,
+                              s.search_epochs, s.gate_every, verbose=s.verbose)
+            self._searches[key] = model
+        return self._searches[key]
+
+    def plan(self, kind: str, clusters: int):
+        key = (kind if kind in _SEARCH_OPTIONS else "ihas", clusters)
+        if key not in self._plans:
+            self._plans[key] = ihas_keras.fit_clusters(self.search(kind), self.train_data, clusters,
+                                                       self.seed, self.settings.progress)
+        return self._plans[key]
+
+    def train(self, name: str) -> Trained:
+        """Trains variant NAME from scratch (sharing searches and plans); returns the model."""
+        kind, backbone = parse_variant(name)
+        s, fields, vocab = self.settings, list(self.sizes), list(self.sizes.values())
+        keras.utils.set_random_seed(self.seed)
+        if kind == "base":  # an untrained search model only names fields, sizes and widths
+            spec = ihas_keras.build_model(self.sizes, s.embedding_dim, compile=False)
+            model = base_recommender(spec, backbone)
+            return Trained(self._fit(model))
+        if kind.startswith("adafs"):
+            model = AdaFS(fields, vocab, s.embedding_dim, mode=kind.split("_")[1], k=s.adafs_k)
+            return Trained(self._selection_fit(model), details={"k": model.k})
+        if kind == "autofield":
+            search = self._selection_fit(AutoField(fields, vocab, s.embedding_dim,
+                                                   seed=self.seed))
+            widths = search.retrain_widths()
+            model = Recommender(fields, vocab, widths, name="autofield")
+            return Trained(self._fit(model), details={
+                "keep_probability": search.keep_probability().round(4).tolist(),
+                "widths": widths})
+        search = self.search(kind)
+        if kind == "ihas_1":
+            return Trained(search, search)
+        plan = self.plan(kind, 1 if kind == "ihas_2" else s.clusters)
+        routed = ihas_keras.retrain(search, plan, self.train_data, self.validation_data, backbone,
+                                    s.epochs, s.batch_size, verbose=s.verbose)
+        return Trained(routed, search, plan)
+
+    def _fit(self, model):
+        return fit_recommender(model, self.train_data, self.validation_data, self.settings.epochs,
+                               verbose=self.settings.verbose)

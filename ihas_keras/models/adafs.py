@@ -1,0 +1,55 @@
+"""AdaFS (Lin et al., KDD 2022): a controller network weighs each example's fields."""
+
+import keras
+from keras import ops
+
+from ihas_keras.layers.mlp import MLP
+from ihas_keras.models.selection import FieldSelectionModel
+
+
+@keras.saving.register_keras_serializable(package="ihas")
+class AdaFS(FieldSelectionModel):
+    """A controller MLP on the concatenated embeddings gives per-example field weights
+    N * softmax(...) (scaled by the number of fields N, so that uniform weights equal the all-ones
+    of pretraining).
+
+    mode "soft" (AdaFS-soft) multiplies each field's embedding by its weight; "hard" (AdaFS-hard)
+    keeps each example's top `k` fields, with their weights, and zeroes the others (`k` defaults
+    to half the fields, rounded up). Trained with `ihas_keras.search`: pretraining without
+    weights, then the controller on validation batches, the rest on training batches.
+    """
+
+    MODES = ("soft", "hard")
+
+    def __init__(self, fields, vocab_sizes, embedding_dim=16, backbone="dnn",
+                 hidden_units=(16, 8), cross_layers=2, mode="soft", k=None,
+                 controller_units=(16,), **kwargs):
+        super().__init__(fields, vocab_sizes, embedding_dim, backbone, hidden_units,
+                         cross_layers, **kwargs)
+        if mode not in self.MODES:
+            raise ValueError(f"AdaFS: mode {mode!r} is not one of {self.MODES}")
+        n = len(self.fields)
+        self.mode = mode
+        self.k = int(k) if k is not None else (n + 1) // 2
+        if not 1 <= self.k <= n:
+            raise ValueError(f"AdaFS: k must be in [1, {n}], got {self.k}")
+        self.controller_units = [int(u) for u in controller_units]
+        self.controller = MLP(self.controller_units, name="controller")
+        self.controller_head = keras.layers.Dense(n, name="controller_head")
+        self._finish_init()
+
+    @property
+    def selector_variables(self) -> list:
+        return self.controller.trainable_variables + self.controller_head.trainable_variables
+
+    def field_weights(self, embedded, training=False):
+        n = len(self.fields)
+        weights = n * ops.softmax(self.controller_head(self.controller(embedded)), axis=-1)
+        if self.mode == "soft":
+            return weights
+        _, top = ops.top_k(weights, self.k)
+        return weights * ops.sum(ops.one_hot(top, n, dtype=weights.dtype), axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode, "k": self.k,
+                "controller_units": self.controller_units}

@@ -1,0 +1,148 @@
+"""`ihas experiment` on small generated data, the baseline models' selection, bad input.
+
+The format is a generic schema keeping 5 Criteo fields (TF Transform costs about 1 s per field).
+"""
+
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import ihas_keras
+from ihas_keras.cli import main
+from ihas_keras.data import get_format, synthesize
+from ihas_keras.experiments import runner
+from ihas_keras.experiments.variants import Settings, expand
+from ihas_keras.models.adafs import AdaFS
+from ihas_keras.models.autofield import AutoField
+from tests.planted import KEPT, criteo5_schema
+
+DIM = 4
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("experiment")
+    schema = criteo5_schema(root / "criteo5.yaml")
+    synthesize(str(root / "criteo.txt"), rows=4000, format="criteo", segments=2, seed=1)
+    return root, schema
+
+
+@pytest.fixture(scope="module")
+def report(data):
+    root, schema = data
+    settings = Settings(embedding_dim=DIM, batch_size=256, epochs=1, pretrain_epochs=1,
+                        search_epochs=1, gate_every=5, regularization_weight=3e-3,
+                        gate_learning_rate=1e-2, inference_batch_size=512, progress=False)
+    return runner.run(str(root / "criteo.txt"), get_format("generic", schema), str(root / "out"),
+                      [0], expand(["base", "ihas"], []), settings)
+
+
+def test_report_structure_and_ranges(data, report):
+    root, _ = data
+    on_disk = json.loads((root / "out" / "report.json").read_text())
+    assert on_disk == json.loads(json.dumps(report))
+    assert set(report["variants"]) == {"base", "ihas"}
+    test_rows = report["data"]["test_rows"]
+    assert test_rows == report["data"]["rows"]["test"] > 0
+    for v in report["variants"].values():
+        assert 0 <= v["auc"]["mean"] <= 1 and v["logloss"]["mean"] > 0
+        assert v["params"]["mean"] > 0 and v["inference_seconds"]["mean"] > 0
+        for stats in (v["auc"], v["logloss"], v["inference_seconds"]):
+            assert all(math.isfinite(x) for x in (stats["mean"], stats["std"], *stats["runs"]))
+    (clusters,) = report["clusters"]["ihas"]
+    assert sum(clusters["test_sizes"]) == test_rows and len(clusters["test_sizes"]) == 2
+    widths = np.asarray(clusters["widths"])
+    assert widths.shape == (2, len(KEPT)) and ((widths >= 0) & (widths <= DIM)).all()
+    assert -1 <= clusters["ari"] <= 1
+    assert 0.5 < report["data"]["oracle_auc"] <= 1
+    assert any(line.startswith("RQ1 ihas vs base: ") for line in report["reading"])
+    markdown = (root / "out" / "report.md").read_text()
+    assert "| ihas | RQ1 |" in markdown and "## Reading" in markdown
+    for name in report["figures"]:
+        assert (root / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {"gates.png", "widths_ihas.png", "auc.png"} <= set(report["figures"])
+
+
+@pytest.mark.parametrize("args", [
+    ["--data", "/no/such/file.txt"],
+    ["--variants", "base,nope"],
+    ["--backbones", "transformer"],
+    ["--seeds", "1,x"],
+])
+def test_bad_input_is_one_line_and_exit_2(data, tmp_path, capsys, args):
+    root, schema = data
+    base = {"--data": str(root / "criteo.txt"), "--format": "generic", "--schema": schema,
+            "--out": str(tmp_path)}
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
+    assert main(["experiment", *[x for kv in base.items() for x in kv]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ihas experiment: ")
+
+
+FIELDS = [f"f{i}" for i in range(6)]
+
+
+def toy(rows=2048, seed=0):
+    rng = np.random.default_rng(seed)
+    x = {f: rng.integers(0, 20, rows) for f in FIELDS}
+    logit = rng.normal(0, 2, 20)[x["f0"]] - 1
+    y = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype("int64")
+    return x, y, tf.data.Dataset.from_tensor_slices((x, y)).batch(256)
+
+
+def test_adafs_hard_keeps_exactly_k_fields_and_soft_weights_all():
+    x, _, _ = toy(300)
+    hard = AdaFS(FIELDS, [20] * 6, DIM, mode="hard", k=2)
+    weights = hard.field_weights(hard.embedding(x)).numpy()
+    assert ((weights > 0).sum(axis=1) == 2).all()
+    soft = AdaFS(FIELDS, [20] * 6, DIM)
+    weights = soft.field_weights(soft.embedding(x)).numpy()
+    assert (weights > 0).all() and np.allclose(weights.sum(axis=1), len(FIELDS), rtol=1e-5)
+    with pytest.raises(ValueError, match="k must be"):
+        AdaFS(FIELDS, [20] * 6, DIM, mode="hard", k=7)
+
+
+def test_adafs_trains_bilevel_and_round_trips(tmp_path):
+    keras.utils.set_random_seed(0)
+    x, _, ds = toy()
+    model = AdaFS(FIELDS, [20] * 6, DIM, mode="hard", k=3)
+    model.compile()
+    controller = [v.numpy().copy() for v in model.selector_variables]
+    _, searched = ihas_keras.search(model, ds, ds, pretrain_epochs=1, epochs=1, gate_every=2,
+                                    verbose=0)
+    assert searched.history["arch_steps"][-1] == 4  # 8 batches, one step after every 2
+    assert any((a != v.numpy()).any() for a, v in zip(controller, model.selector_variables,
+                                                        strict=True))
+    model.save(tmp_path / "adafs.keras")
+    loaded = keras.models.load_model(tmp_path / "adafs.keras")
+    np.testing.assert_allclose(model(x).numpy(), loaded(x).numpy(), rtol=1e-5)
+
+
+def test_autofield_drops_the_fields_it_is_unlikely_to_keep():
+    model = AutoField(FIELDS, [20] * 6, DIM, seed=0)
+    alpha = np.zeros((6, 2), "float32")
+    alpha[[1, 4], 1] = 2.0  # drop more likely than keep for f1 and f4
+    alpha[0, 0] = 1.0
+    model.alpha.assign(alpha)
+    keep = model.keep_probability()
+    assert keep[1] < 0.5 and keep[4] < 0.5 and keep[0] > 0.5
+    assert model.retrain_widths() == [DIM, 0, DIM, DIM, 0, DIM]
+    everything_dropped = np.tile([[0.0, 1.0]], (6, 1)).astype("float32")
+    everything_dropped[2, 0] = 0.5
+    model.alpha.assign(everything_dropped)
+    assert model.retrain_widths() == [0, 0, DIM, 0, 0, 0]  # the likeliest field stays
+
+
+def test_autofield_search_learns_keep_probabilities():
+    keras.utils.set_random_seed(0)
+    _, _, ds = toy()
+    model = AutoField(FIELDS, [20] * 6, DIM, seed=0)
+    model.compile(arch_optimizer=keras.optimizers.Adam(0.1))
+    ihas_keras.search(model, ds, ds, pretrain_epochs=1, epochs=2, gate_every=1, verbose=0)
+    keep = model.keep_probability()
+    assert not np.allclose(keep, 0.5)
+    assert len(model.retrain_widths()) == len(FIELDS)
