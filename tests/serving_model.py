@@ -8,15 +8,14 @@ import os
 
 import keras
 import tensorflow as tf
-import yaml
 
 import ihas_keras
-from ihas_keras.data import CRITEO, get_format, read_table, synthesize
+from ihas_keras.data import get_format, read_table, synthesize
 from ihas_keras.data.ingest import ingest
 from ihas_keras.data.transform import transform, transformed_dataset, vocabulary_sizes
 from serving.export import export_serving_model
+from tests.planted import criteo5_schema
 
-KEPT = ("I1", "I2", "C1", "C2", "C3")
 ROWS = 3000
 
 
@@ -45,17 +44,6 @@ class ServedModel:
         rows = batch["reason"] == 0
         return list(example_coder.RecordBatchToExamples(
             to_record_batch(batch, rows, self.fmt.unlabeled())))
-
-
-def criteo5_schema(path) -> str:
-    with open(path, "w") as f:
-        yaml.safe_dump({
-            "columns": list(CRITEO.columns), "label": "label", "numeric": list(KEPT[:2]),
-            "categorical": list(KEPT[2:]),
-            "dropped": [c for c in CRITEO.columns[1:] if c not in KEPT],
-            "delimiter": "\t", "header": False,
-        }, f)
-    return str(path)
 
 
 def build_served_model(root) -> ServedModel:

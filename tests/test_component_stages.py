@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
-import yaml
 from sklearn.metrics import roc_auc_score
 from tfx.components.pusher import executor as pusher_executor
 from tfx.types import channel, standard_artifacts
@@ -34,12 +33,12 @@ from components.retrain.executor import Executor as RetrainExecutor
 from components.search import Search
 from components.search.executor import Executor as SearchExecutor
 from components.types import ClusterPlan
-from ihas_keras.data import CRITEO, BadInputError, synthesize
+from ihas_keras.data import BadInputError, synthesize
 from ihas_keras.data.ingest import ingest
 from ihas_keras.data.preprocess import SPLITS, raw_feature_spec
 from ihas_keras.data.transform import transform
+from tests.planted import KEPT, criteo5_schema
 
-KEPT = ("I1", "I2", "C1", "C2", "C3")
 K = 2
 
 
@@ -61,12 +60,7 @@ def upstream(tmp_path_factory):
     """What ExampleGen and Transform would give: raw examples, transform graph, transformed
     examples; and the exec properties naming the format."""
     root = tmp_path_factory.mktemp("upstream")
-    schema = root / "criteo5.yaml"
-    schema.write_text(yaml.safe_dump({
-        "columns": list(CRITEO.columns), "label": "label", "numeric": list(KEPT[:2]),
-        "categorical": list(KEPT[2:]), "dropped": [c for c in CRITEO.columns[1:] if c not in KEPT],
-        "delimiter": "\t", "header": False,
-    }))
+    schema = criteo5_schema(root / "criteo5.yaml")
     props = {"format": "generic", "schema": str(schema)}
     fmt = ihas_keras.data.get_format("generic", str(schema))
     synthesize(str(root / "criteo.txt"), rows=4000, format="criteo", segments=2, seed=1)

@@ -12,30 +12,24 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
-import yaml
 
-from ihas_keras.data import CRITEO, synthesize
+from ihas_keras.data import synthesize
 from pipeline import config as pipeline_config
 from pipeline import kubeflow_v2_runner, local_runner
 from pipeline.pipeline import create_components
 from serving.client import GrpcPredictor
 from serving.models import model_config
 from serving.server import ModelServer
+from tests.planted import criteo5_schema
 from tests.test_data_parse import CRITEO_ROW
 
-KEPT = ("I1", "I2", "C1", "C2", "C3")
 BAD_ROWS = ["1\t2\tshort row", "7" + CRITEO_ROW[1:], ""]  # column count, bad label, empty line
 
 
 def make_config(home, **overrides):
     schema = home / "criteo5.yaml"
     if not schema.exists():
-        schema.write_text(yaml.safe_dump({
-            "columns": list(CRITEO.columns), "label": "label", "numeric": list(KEPT[:2]),
-            "categorical": list(KEPT[2:]), "dropped": [c for c in CRITEO.columns[1:]
-                                                       if c not in KEPT],
-            "delimiter": "\t", "header": False,
-        }))
+        criteo5_schema(schema)
     settings = dict(
         home=str(home), format="generic", schema=str(schema), embedding_dim=4,
         pretrain_epochs=1, search_epochs=1, retrain_epochs=1, batch_size=256, gate_every=5,
