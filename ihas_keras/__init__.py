@@ -5,6 +5,7 @@
     plan = ihas_keras.fit_clusters(model, train, num_clusters=2)
     routed = ihas_keras.retrain(model, plan, train, validation)
     routed.save("routed.keras")
+    routed = ihas_keras.load_model("routed.keras")     # registers the ihas classes, then loads
 
 The names below are imported on first use, so `ihas --version` does not load TensorFlow.
 """
@@ -19,6 +20,7 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 _EXPORTS = {
     "build_model": "ihas_keras.api",
+    "load_model": "ihas_keras.api",
     "search": "ihas_keras.training",
     "fit_clusters": "ihas_keras.cluster",
     "ClusterPlan": "ihas_keras.cluster",

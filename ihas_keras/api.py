@@ -27,3 +27,14 @@ def build_model(feature_spec: Mapping[str, int], embedding_dim: int = 16, backbo
     if compile:
         model.compile()
     return model
+
+
+def load_model(path: str):
+    """A saved `.keras` file of this library (search, routed, recommender or baseline model):
+    `keras.saving.load_model` with every `ihas` class registered first. A search model needs
+    `compile()` again before training."""
+    import keras
+
+    import ihas_keras.models  # noqa: F401  (registers the models; they import the layers)
+
+    return keras.saving.load_model(path)

@@ -1,5 +1,8 @@
 """From search to clusters to the routed model, on generated data with planted segments."""
 
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -87,3 +90,14 @@ def test_plots_are_written(stages, tmp_path):
     for path in (hist, heat):
         with open(path, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_load_model_registers_the_classes_in_a_fresh_process(stages, tmp_path):
+    """`import ihas_keras` is lazy; `ihas_keras.load_model` still finds every class."""
+    _, _, routed, test, _ = stages
+    routed.save(tmp_path / "routed.keras")
+    code = ("import sys, ihas_keras; m = ihas_keras.load_model(sys.argv[1]); "
+            "print(type(m).__name__, m.widths == eval(sys.argv[2]))")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "routed.keras"),
+                           repr(routed.widths)], capture_output=True, text=True, check=True)
+    assert done.stdout.split()[-2:] == ["RoutedModel", "True"]
