@@ -65,6 +65,8 @@ def main() -> None:
     versions = sorted(glob.glob(os.path.join(config.serving_model_dir, "*")))
     if metrics["blessed"]:
         print(f"blessed (margin {metrics['margin']}); pushed for TF Serving: {versions[-1]}")
+        print(f"serve it: ./ihas-env ihas serve --model_name=ihas "
+              f"--model_base_path={config.serving_model_dir}  (or serving/deploy/ on TF Serving)")
     else:
         print(f"not blessed (routed AUC below base AUC - {metrics['margin']}): nothing pushed; "
               f"the candidate is in {latest(config, 'Retrain', 'model')}")
