@@ -118,7 +118,8 @@ def markdown(report: dict) -> str:
                      f"| {v['params']['mean']:,.0f} | {_cell(v['inference_seconds'], 3)} | "
                      f"{v['train_seconds']['mean']:.0f} | {v['description']} |")
     lines += ["", "Mean ± standard deviation over seeds; inference: the whole test split, batch "
-              f"{settings['inference_batch_size']}, in process, after a warm-up call."]
+              f"{settings['inference_batch_size']}, in process, the fastest of 3 passes after a "
+              "warm-up."]
     for name, runs in report["clusters"].items():
         first = runs[0]
         lines += ["", f"## Clusters of {name} (seed {first['seed']})", "",
