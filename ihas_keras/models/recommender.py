@@ -7,6 +7,16 @@ from ihas_keras.layers.backbone import Backbone
 from ihas_keras.layers.embedding import FieldEmbedding
 
 
+def field_embeddings(fields, vocab_sizes, widths, backbone: str):
+    """The embedding layer (per-field WIDTHS) and, for backbones with a first-order term, the
+    linear one (width 1 for every kept field), else None."""
+    embedding = FieldEmbedding(fields, vocab_sizes, widths, name="embedding")
+    linear = None
+    if backbone in Backbone.LINEAR_KINDS:
+        linear = FieldEmbedding(fields, vocab_sizes, [min(w, 1) for w in widths], name="linear")
+    return embedding, linear
+
+
 def dummy_batch(fields) -> dict:
     """One all-zero example, to build a model's weights at construction."""
     return {field: ops.zeros((1,), "int64") for field in fields}
@@ -30,12 +40,8 @@ class Recommender(keras.Model):
         self.backbone_kind = backbone
         self.hidden_units = [int(u) for u in hidden_units]
         self.cross_layers = int(cross_layers)
-        self.embedding = FieldEmbedding(self.fields, self.vocab_sizes, self.widths,
-                                        name="embedding")
-        self.linear = None
-        if backbone in Backbone.LINEAR_KINDS:
-            self.linear = FieldEmbedding(self.fields, self.vocab_sizes,
-                                         [min(w, 1) for w in self.widths], name="linear")
+        self.embedding, self.linear = field_embeddings(self.fields, self.vocab_sizes,
+                                                       self.widths, backbone)
         self.backbone = Backbone(backbone, self.widths, self.hidden_units, self.cross_layers,
                                  name="backbone")
         self(dummy_batch(self.fields))

@@ -6,8 +6,7 @@ import tensorflow as tf
 from keras import ops
 
 from ihas_keras.layers.backbone import Backbone
-from ihas_keras.layers.embedding import FieldEmbedding
-from ihas_keras.models.recommender import dummy_batch
+from ihas_keras.models.recommender import dummy_batch, field_embeddings
 
 
 class FieldSelectionModel(keras.Model):
@@ -31,11 +30,8 @@ class FieldSelectionModel(keras.Model):
         self.hidden_units = [int(u) for u in hidden_units]
         self.cross_layers = int(cross_layers)
         widths = [self.embedding_dim] * len(self.fields)
-        self.embedding = FieldEmbedding(self.fields, self.vocab_sizes, widths, name="embedding")
-        self.linear = None
-        if backbone in Backbone.LINEAR_KINDS:
-            self.linear = FieldEmbedding(self.fields, self.vocab_sizes, [1] * len(self.fields),
-                                         name="linear")
+        self.embedding, self.linear = field_embeddings(self.fields, self.vocab_sizes, widths,
+                                                       backbone)
         self.backbone = Backbone(backbone, widths, self.hidden_units, self.cross_layers,
                                  name="backbone")
         self.selecting = bool(selecting)
