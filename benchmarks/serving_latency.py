@@ -30,7 +30,7 @@ from tensorflow_serving.apis import (
 )
 
 from ihas_keras.data import get_format, read_table
-from serving.client import serialized_examples
+from ihas_keras.data.ingest import serialized_examples
 
 
 def free_port() -> int:
@@ -88,7 +88,7 @@ def main() -> None:
     fmt = get_format(args.format, args.schema)
     batch = tf.nest.map_structure(lambda t: t.numpy(),
                                   next(iter(read_table([args.data], fmt, batch_size=4096))))
-    examples = serialized_examples(batch, batch["reason"] == 0, fmt)
+    examples = serialized_examples(batch, batch["reason"] == 0, fmt.unlabeled())
     singles = [[e] for e in examples[:args.single]]
     if len(examples) < 512:
         sys.exit(f"{args.data}: fewer than 512 good rows among its first 4096")

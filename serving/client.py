@@ -18,11 +18,10 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_pb2_grpc
-from tfx_bsl.coders import example_coder
 
 from ihas_keras.data import REASONS, read_table
 from ihas_keras.data.formats import TableFormat
-from ihas_keras.data.ingest import to_record_batch
+from ihas_keras.data.ingest import serialized_examples
 
 SIGNATURE = "serving_default"
 
@@ -95,11 +94,6 @@ class RestPredictor:
         pass
 
 
-def serialized_examples(batch: dict, rows: np.ndarray, fmt: TableFormat) -> list[bytes]:
-    """The selected ROWS of a parsed batch as serialized raw tf.Examples, without the label."""
-    return list(example_coder.RecordBatchToExamples(to_record_batch(batch, rows, fmt.unlabeled())))
-
-
 def predict_files(paths: list[str], fmt: TableFormat, predictor, out, batch_size: int = 256,
                   err=sys.stderr, progress: bool = False) -> PredictReport:
     """Scores every accepted row of PATHS with PREDICTOR, writing `file line probability cluster`
@@ -119,7 +113,7 @@ def predict_files(paths: list[str], fmt: TableFormat, predictor, out, batch_size
                       f"{REASONS[batch['reason'][i]]}\n")
         if not accepted.any():
             continue
-        probability, cluster = predictor(serialized_examples(batch, accepted, fmt))
+        probability, cluster = predictor(serialized_examples(batch, accepted, fmt.unlabeled()))
         if len(probability) != accepted.sum() or len(cluster) != accepted.sum():
             raise ServerError(f"sent {accepted.sum()} rows, got {len(probability)} "
                               f"probabilities and {len(cluster)} clusters back")

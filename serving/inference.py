@@ -20,7 +20,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving.models import ModelManager, ServedVersion
-from serving.signatures import CLASSIFY_METHOD
+from serving.signatures import CLASSIFY_METHOD, WARMUP_FILE
 from serving.tensors import (
     ServingError,
     array_to_tensor,
@@ -32,7 +32,6 @@ from serving.tensors import (
 )
 
 DEFAULT_SIGNATURE = "serving_default"
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_RECORDS = 1000  # as TF Serving
 
 

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import ihas_keras
 from ihas_keras.data import get_format, read_table, synthesize
-from ihas_keras.data.ingest import ingest
+from ihas_keras.data.ingest import ingest, serialized_examples
 from ihas_keras.data.transform import transform, transformed_dataset, vocabulary_sizes
 from serving.export import export_serving_model
 from tests.planted import criteo5_schema
@@ -35,15 +35,10 @@ class ServedModel:
 
     def raw_examples(self, n: int) -> list[bytes]:
         """The first N rows of the raw file as serialized tf.Examples without the label."""
-        from tfx_bsl.coders import example_coder
-
-        from ihas_keras.data.ingest import to_record_batch
-
         batch = next(iter(read_table([self.raw_file], self.fmt, batch_size=n)))
         batch = tf.nest.map_structure(lambda t: t.numpy(), batch)
         rows = batch["reason"] == 0
-        return list(example_coder.RecordBatchToExamples(
-            to_record_batch(batch, rows, self.fmt.unlabeled())))
+        return serialized_examples(batch, rows, self.fmt.unlabeled())
 
 
 def build_served_model(root) -> ServedModel:

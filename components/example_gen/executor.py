@@ -21,11 +21,10 @@ from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
-from tfx_bsl.coders import example_coder
 
 from ihas_keras.data import get_format
 from ihas_keras.data.formats import TableFormat
-from ihas_keras.data.ingest import to_record_batch
+from ihas_keras.data.ingest import serialized_examples
 from ihas_keras.data.parse import REASONS, parse_lines
 from ihas_keras.data.preprocess import SPLITS, assign_split
 from ihas_keras.data.read import BadInputError, ReadReport, check_files
@@ -151,9 +150,7 @@ class _Parse(beam.DoFn):
         for index, split in enumerate(SPLITS):
             selected = accepted & (batch["split"] == index)
             if selected.any():
-                examples = example_coder.RecordBatchToExamples(
-                    to_record_batch(batch, selected, self._fmt)
-                )
+                examples = serialized_examples(batch, selected, self._fmt)
                 counts["rows_accepted"] += len(examples)
                 for example in examples:
                     yield beam.pvalue.TaggedOutput(split, example)

@@ -35,6 +35,12 @@ def to_record_batch(batch: dict, rows: np.ndarray, fmt: TableFormat) -> pa.Recor
     return pa.RecordBatch.from_pydict(columns)
 
 
+def serialized_examples(batch: dict, rows: np.ndarray, fmt: TableFormat) -> list[bytes]:
+    """The selected ROWS of a parsed batch as serialized tf.Examples (tfx_bsl's encoder); with
+    `fmt.unlabeled()`, without their label."""
+    return example_coder.RecordBatchToExamples(to_record_batch(batch, rows, fmt))
+
+
 def ingest(
     paths: list[str],
     fmt: TableFormat,
@@ -56,9 +62,7 @@ def ingest(
         for index, name in enumerate(SPLITS):
             rows = accepted & (split == index)
             if rows.any():
-                for example in example_coder.RecordBatchToExamples(
-                    to_record_batch(batch, rows, fmt)
-                ):
+                for example in serialized_examples(batch, rows, fmt):
                     writers[name].write(example)
 
     try:
