@@ -7,15 +7,8 @@ from keras import ops
 from ihas_keras.layers.backbone import Backbone
 from ihas_keras.layers.gate import BernoulliGate
 from ihas_keras.layers.regularizer import GateRegularizer, polarization
+from ihas_keras.models.bilevel import ArchSchedule
 from ihas_keras.models.recommender import dummy_batch, field_embeddings
-
-
-class _GateData:
-    """The validation iterator and the cadence of gate steps (plain Python: never saved)."""
-
-    def __init__(self, iterator=None, every: int = 100):
-        self.iterator = iterator
-        self.every = every
 
 
 @keras.saving.register_keras_serializable(package="ihas")
@@ -61,7 +54,7 @@ class SearchModel(keras.Model):
         self.gate_loss = keras.metrics.Mean(name="gate_loss")
         self.gate_steps = keras.metrics.Sum(name="gate_steps")
         self.base_steps = keras.Variable(0, dtype="int64", trainable=False, name="base_steps")
-        self._gate_data = _GateData()
+        self._gate_data = ArchSchedule()
         self(dummy_batch(self.fields))
 
     # The forward pass ------------------------------------------------------------------------
@@ -91,15 +84,7 @@ class SearchModel(keras.Model):
     def use_validation(self, validation, gate_every: int = 100) -> None:
         """Gate steps on VALIDATION ((features, label) batches, repeated as needed), one after
         every GATE_EVERY training batches; `use_validation(None)` turns them off."""
-        if gate_every < 1:
-            raise ValueError(f"gate_every must be at least 1, got {gate_every}")
-        iterator = None
-        if validation is not None:
-            # No prefetching added by tf.data: it would read a validation batch ahead of its step.
-            options = tf.data.Options()
-            options.experimental_optimization.inject_prefetch = False
-            iterator = iter(validation.repeat().with_options(options))
-        self._gate_data = _GateData(iterator, int(gate_every))
+        self._gate_data = ArchSchedule(validation, gate_every)
         self.train_function = None
 
     def set_gate_mode(self, mode: str) -> None:
@@ -158,18 +143,10 @@ class SearchModel(keras.Model):
     def train_step(self, data):
         x, y, *_ = data
         loss = self._base_step(x, self._labels(y))
-        # Explicitly after the base step: when the input runs out mid-call, nothing below runs.
-        with tf.control_dependencies([loss]):
-            steps = self.base_steps.assign_add(1)
-        gate = self._gate_data
-        if gate.iterator is not None and self.gate.mode == "stochastic":
-
-            def gate_step():
-                vx, vy = gate.iterator.get_next()
-                return self._gate_step(vx, self._labels(vy))
-
-            due = ops.equal(steps % gate.every, 0)
-            tf.cond(due, gate_step, lambda: ops.zeros(()))
+        self._gate_data.after_base_step(
+            loss, self.base_steps, self.gate.mode == "stochastic",
+            lambda vx, vy: self._gate_step(vx, self._labels(vy)),
+        )
         return {m.name: m.result() for m in self.metrics}
 
     def _update_metrics(self, y, prob, loss, mask, p):

@@ -6,6 +6,7 @@ import tensorflow as tf
 from keras import ops
 
 from ihas_keras.layers.backbone import Backbone
+from ihas_keras.models.bilevel import ArchSchedule
 from ihas_keras.models.recommender import dummy_batch, field_embeddings
 
 
@@ -39,7 +40,7 @@ class FieldSelectionModel(keras.Model):
         self.auc = keras.metrics.AUC(name="auc")
         self.arch_steps = keras.metrics.Sum(name="arch_steps")
         self.base_steps = keras.Variable(0, dtype="int64", trainable=False, name="base_steps")
-        self._validation, self._every = None, 100
+        self._schedule = ArchSchedule()
 
     def _finish_init(self):
         """Builds every weight (the selector's too); subclasses call it once it exists."""
@@ -74,13 +75,7 @@ class FieldSelectionModel(keras.Model):
         self.train_function = self.test_function = self.predict_function = None
 
     def use_validation(self, validation, gate_every: int = 100) -> None:
-        if gate_every < 1:
-            raise ValueError(f"gate_every must be at least 1, got {gate_every}")
-        options = tf.data.Options()
-        options.experimental_optimization.inject_prefetch = False
-        self._validation = None if validation is None else iter(
-            validation.repeat().with_options(options))
-        self._every = int(gate_every)
+        self._schedule = ArchSchedule(validation, gate_every)
         self.train_function = None
 
     # Training -------------------------------------------------------------------------------------
@@ -123,18 +118,12 @@ class FieldSelectionModel(keras.Model):
         loss, y, prob = self._step(x, y, self.base_variables, self.optimizer)
         self.loss_tracker.update_state(loss, sample_weight=ops.cast(ops.shape(y)[0], "float32"))
         self.auc.update_state(y, prob)
-        with tf.control_dependencies([loss]):
-            steps = self.base_steps.assign_add(1)
-        if self._validation is not None and self.selecting:
-            iterator = self._validation
-
-            def arch_step():
-                vx, vy = iterator.get_next()
-                self.arch_steps.update_state(1.0)
-                return self._step(vx, vy, self.selector_variables, self.arch_optimizer)[0]
-
-            tf.cond(ops.equal(steps % self._every, 0), arch_step, lambda: ops.zeros(()))
+        self._schedule.after_base_step(loss, self.base_steps, self.selecting, self._arch_step)
         return {m.name: m.result() for m in self.metrics}
+
+    def _arch_step(self, x, y):
+        self.arch_steps.update_state(1.0)
+        return self._step(x, y, self.selector_variables, self.arch_optimizer)[0]
 
     def test_step(self, data):
         x, y, *_ = data
