@@ -3,8 +3,10 @@
 The format is a generic schema keeping 5 Criteo fields (TF Transform costs about 1 s per field).
 """
 
+import dataclasses
 import json
 import math
+import shutil
 
 import keras
 import numpy as np
@@ -13,7 +15,7 @@ import tensorflow as tf
 
 import ihas_keras
 from ihas_keras.cli import main
-from ihas_keras.data import get_format, synthesize
+from ihas_keras.data import BadInputError, get_format, synthesize
 from ihas_keras.experiments import runner
 from ihas_keras.experiments.variants import Settings, expand
 from ihas_keras.models.adafs import AdaFS
@@ -31,14 +33,16 @@ def data(tmp_path_factory):
     return root, schema
 
 
+SETTINGS = Settings(embedding_dim=DIM, batch_size=256, epochs=1, pretrain_epochs=1,
+                    search_epochs=1, gate_every=5, regularization_weight=3e-3,
+                    gate_learning_rate=1e-2, inference_batch_size=512, progress=False)
+
+
 @pytest.fixture(scope="module")
 def report(data):
     root, schema = data
-    settings = Settings(embedding_dim=DIM, batch_size=256, epochs=1, pretrain_epochs=1,
-                        search_epochs=1, gate_every=5, regularization_weight=3e-3,
-                        gate_learning_rate=1e-2, inference_batch_size=512, progress=False)
     return runner.run(str(root / "criteo.txt"), get_format("generic", schema), str(root / "out"),
-                      [0], expand(["base", "ihas"], []), settings)
+                      [0], expand(["base", "ihas"], []), SETTINGS)
 
 
 def test_report_structure_and_ranges(data, report):
@@ -65,6 +69,39 @@ def test_report_structure_and_ranges(data, report):
     for name in report["figures"]:
         assert (root / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert {"gates.png", "widths_ihas.png", "auc.png"} <= set(report["figures"])
+
+
+def test_a_rerun_reads_finished_runs_and_refuses_other_settings(data, report, monkeypatch):
+    root, schema = data
+    fmt, out = get_format("generic", schema), str(root / "out")
+
+    def train(self, name):
+        raise AssertionError(f"{name} was trained again")
+
+    monkeypatch.setattr(runner.SeedRun, "train", train)
+    again = runner.run(str(root / "criteo.txt"), fmt, out, [0], ["base", "ihas"], SETTINGS)
+    for name in ("base", "ihas"):
+        assert again["variants"][name]["auc"] == report["variants"][name]["auc"]
+    assert "gates.png" in again["figures"]
+    with pytest.raises(BadInputError, match=r"seed-0.json: made with other settings \(epochs\)"):
+        runner.run(str(root / "criteo.txt"), fmt, out, [0], ["base"],
+                   dataclasses.replace(SETTINGS, epochs=2))
+    with pytest.raises(AssertionError, match="base was trained again"):  # a new seed trains
+        runner.run(str(root / "criteo.txt"), fmt, out, [1], ["base"], SETTINGS)
+
+
+def test_a_damaged_run_or_other_data_is_named(data, report, tmp_path):
+    root, schema = data
+    fmt, out = get_format("generic", schema), tmp_path / "out"
+    shutil.copytree(root / "out" / "prepared", out / "prepared")
+    (out / "runs" / "base").mkdir(parents=True)
+    (out / "runs" / "base" / "seed-0.json").write_text('{"made_with": ')
+    with pytest.raises(BadInputError, match=r"seed-0.json: not a finished run"):
+        runner.run(str(root / "criteo.txt"), fmt, str(out), [0], ["base"], SETTINGS)
+    other = tmp_path / "other.txt"
+    shutil.copy(root / "criteo.txt", other)
+    with pytest.raises(BadInputError, match=r"prepared from .*criteo.txt.*use another --out"):
+        runner.run(str(other), fmt, str(out), [0], ["base"], SETTINGS)
 
 
 @pytest.mark.parametrize("args", [

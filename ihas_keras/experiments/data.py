@@ -11,7 +11,7 @@ import tensorflow_transform as tft
 from ihas_keras.data.formats import TableFormat
 from ihas_keras.data.ingest import ingest
 from ihas_keras.data.preprocess import SPLITS, assign_split, raw_feature_spec
-from ihas_keras.data.read import read_table
+from ihas_keras.data.read import BadInputError, read_table
 from ihas_keras.data.transform import EXAMPLES_FILE, transform
 
 READY = "READY"
@@ -29,7 +29,13 @@ def prepare(paths: list[str], fmt: TableFormat, out_dir: str, seed: int = 0,
         with open(ready, "w") as f:
             json.dump({"paths": paths, "format": fmt.name, "seed": seed, "rows": rows}, f)
     with open(ready) as f:
-        return transformed, json.load(f)["rows"]
+        made = json.load(f)
+    absolute = [os.path.abspath(p) for p in made["paths"]]
+    if (absolute, made["format"], made["seed"]) != ([os.path.abspath(p) for p in paths],
+                                                    fmt.name, seed):
+        raise BadInputError(f"{out_dir}: prepared from {made['paths']} ({made['format']}), not "
+                            f"from {paths} ({fmt.name}); use another --out")
+    return transformed, made["rows"]
 
 
 def test_split(out_dir: str, fmt: TableFormat, batch_size: int = 8192) -> tuple[dict, np.ndarray]:

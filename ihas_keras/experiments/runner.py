@@ -13,6 +13,7 @@ from ihas_keras.data.read import BadInputError
 from ihas_keras.data.transform import transformed_dataset, vocabulary_sizes
 from ihas_keras.experiments import report as reporting
 from ihas_keras.experiments.data import planted_truth, prepare, test_split
+from ihas_keras.experiments.store import RunStore
 from ihas_keras.experiments.variants import SeedRun, Settings, Trained
 from ihas_keras.layers.threshold import histogram_threshold
 
@@ -91,7 +92,8 @@ def gate_figure(searches: dict, x: dict, path: str) -> str | None:
 def run(data: str, fmt: TableFormat, out: str, seeds: list[int], variants: list[str],
         settings: Settings | None = None) -> dict:
     """Prepares DATA into OUT/prepared (or reuses it), trains and evaluates every variant for
-    every seed, writes OUT/report.json, OUT/report.md and the figures; returns the report."""
+    every seed (or reads its result from OUT/runs: see store.py), writes OUT/report.json,
+    OUT/report.md and the figures; returns the report."""
     s = settings or Settings()
     paths = data_files(data)
     os.makedirs(out, exist_ok=True)
@@ -106,22 +108,32 @@ def run(data: str, fmt: TableFormat, out: str, seeds: list[int], variants: list[
     truth = planted_truth(paths[0], fmt) if len(paths) == 1 else None
     results = {name: [] for name in variants}
     figures = []
+    store = RunStore(out, s, paths)
     for seed in seeds:
         seed_run = SeedRun(sizes, train, validation, s, seed)
         for name in variants:
-            start = time.perf_counter()
-            trained = seed_run.train(name)
-            result = evaluate(trained, x, y, s.inference_batch_size, truth)
-            result.update(seed=seed, train_seconds=time.perf_counter() - start)
+            result = store.get(name, seed)
+            if result is None:
+                start = time.perf_counter()
+                trained = seed_run.train(name)
+                result = evaluate(trained, x, y, s.inference_batch_size, truth)
+                result.update(seed=seed, train_seconds=time.perf_counter() - start)
+                store.put(name, seed, result)
+                print(reporting.progress_line(name, result), flush=True)
+            else:
+                print(reporting.progress_line(name, result), "(stored)", flush=True)
             results[name].append(result)
-            print(reporting.progress_line(name, result), flush=True)
             if seed == seeds[0] and "clusters" in result:
                 c = result["clusters"]
                 figures.append(plots.widths_heatmap(
                     c["widths"], list(sizes), os.path.join(out, f"widths_{name}.png"),
                     c["test_sizes"]))
         if seed == seeds[0]:
-            figures.append(gate_figure(seed_run.searches, x, os.path.join(out, "gates.png")))
+            gates = os.path.join(out, "gates.png")
+            if seed_run.searches:
+                figures.append(gate_figure(seed_run.searches, x, gates))
+            elif any(n.startswith("ihas") for n in variants) and os.path.exists(gates):
+                figures.append(gates)  # drawn by the run that trained this seed's searches
     report = reporting.build(results, seeds, s, {
         "paths": paths, "format": fmt.name, "rows": rows, "test_rows": int(len(y)),
         "fields": len(sizes), **reporting.truth_summary(truth, y)})

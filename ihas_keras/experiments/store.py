@@ -1,0 +1,57 @@
+"""Finished runs on disk: OUT/runs/VARIANT/seed-N.json, one per variant and seed, so that an
+interrupted experiment resumes where it stopped and seeds can run in separate processes (or
+sessions) that share OUT. A run made with other settings or data is an error, never mixed in."""
+
+import dataclasses
+import json
+import os
+
+from ihas_keras.data.read import BadInputError
+
+# Settings that change no number in a run's result.
+_COSMETIC = ("progress", "verbose")
+
+
+def comparable(settings) -> dict:
+    return {k: v for k, v in dataclasses.asdict(settings).items() if k not in _COSMETIC}
+
+
+class RunStore:
+    """The runs under OUT/runs made with SETTINGS on the data files PATHS."""
+
+    def __init__(self, out: str, settings, paths: list[str]):
+        self.root = os.path.join(out, "runs")
+        self.made_with = {"settings": comparable(settings),
+                          "paths": [os.path.abspath(p) for p in paths]}
+
+    def _path(self, variant: str, seed: int) -> str:
+        return os.path.join(self.root, variant, f"seed-{seed}.json")
+
+    def get(self, variant: str, seed: int) -> dict | None:
+        """The stored result of VARIANT on SEED, or None; BadInputError when it is unreadable or
+        was made with other settings or data."""
+        path = self._path(variant, seed)
+        if not os.path.exists(path):
+            return None
+        try:
+            with open(path) as f:
+                stored = json.load(f)
+            made_with, result = stored["made_with"], stored["result"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise BadInputError(f"{path}: not a finished run ({e}); delete it to run it again") \
+                from None
+        if made_with != self.made_with:
+            differ = sorted(k for k in {**made_with["settings"], **self.made_with["settings"]}
+                            if made_with["settings"].get(k) != self.made_with["settings"].get(k))
+            what = f"settings ({', '.join(differ)})" if differ else "data files"
+            raise BadInputError(f"{path}: made with other {what}; use another --out or delete "
+                                f"{self.root}")
+        return result
+
+    def put(self, variant: str, seed: int, result: dict) -> None:
+        """Stores RESULT atomically (a killed process leaves no half-written run)."""
+        path = self._path(variant, seed)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            json.dump({"made_with": self.made_with, "result": result}, f, indent=1)
+        os.replace(path + ".tmp", path)
