@@ -12,11 +12,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from sklearn.metrics import roc_auc_score
 
 import ihas_keras
 from ihas_keras.cli import main
 from ihas_keras.data import BadInputError, get_format, synthesize
-from ihas_keras.experiments import runner
+from ihas_keras.experiments import inference, runner
 from ihas_keras.experiments.variants import Settings, expand
 from ihas_keras.models.adafs import AdaFS
 from ihas_keras.models.autofield import AutoField
@@ -71,6 +72,20 @@ def test_report_structure_and_ranges(data, report):
     assert {"gates.png", "widths_ihas.png", "auc.png"} <= set(report["figures"])
 
 
+def test_numbers_come_from_the_serving_exports(data, report):
+    root, _ = data
+    y = runner.test_split(str(root / "out" / "prepared"), get_format("generic", data[1]))[1]
+    batches = inference.raw_test_batches(str(root / "out" / "prepared"), 100)  # not the run's 512
+    for name in ("base", "ihas"):
+        export = root / "out" / "runs" / name / "seed-0" / "1"
+        prob, clusters, _ = inference.score(inference.load(str(export)), batches)
+        assert len(prob) == len(y) == report["data"]["test_rows"]
+        auc = report["variants"][name]["auc"]["mean"]
+        assert roc_auc_score(y, prob) == pytest.approx(auc, abs=1e-4)  # float32 round-off
+    (planned,) = report["clusters"]["ihas"]
+    assert np.bincount(clusters, minlength=2).tolist() == planned["test_sizes"]
+
+
 def test_a_rerun_reads_finished_runs_and_refuses_other_settings(data, report, monkeypatch):
     root, schema = data
     fmt, out = get_format("generic", schema), str(root / "out")
@@ -97,6 +112,9 @@ def test_a_damaged_run_or_other_data_is_named(data, report, tmp_path):
     (out / "runs" / "base").mkdir(parents=True)
     (out / "runs" / "base" / "seed-0.json").write_text('{"made_with": ')
     with pytest.raises(BadInputError, match=r"seed-0.json: not a finished run"):
+        runner.run(str(root / "criteo.txt"), fmt, str(out), [0], ["base"], SETTINGS)
+    shutil.copy(root / "out" / "runs" / "base" / "seed-0.json", out / "runs" / "base")
+    with pytest.raises(BadInputError, match=r"base/seed-0/1: cannot load the serving export"):
         runner.run(str(root / "criteo.txt"), fmt, str(out), [0], ["base"], SETTINGS)
     other = tmp_path / "other.txt"
     shutil.copy(root / "criteo.txt", other)

@@ -94,8 +94,8 @@ def reading(report: dict) -> list[str]:
 
 def progress_line(name: str, result: dict) -> str:
     return (f"seed {result['seed']} {name}: AUC {result['auc']:.4f} logloss "
-            f"{result['logloss']:.4f} params {result['params']:,} inference "
-            f"{result['inference_seconds']:.3f} s (trained in {result['train_seconds']:.0f} s)")
+            f"{result['logloss']:.4f} params {result['params']:,} (trained in "
+            f"{result['train_seconds']:.0f} s)")
 
 
 def _cell(stats: dict, digits: int) -> str:
@@ -117,9 +117,11 @@ def markdown(report: dict) -> str:
         lines.append(f"| {name} | {v['rq']} | {_cell(v['auc'], 4)} | {_cell(v['logloss'], 4)} "
                      f"| {v['params']['mean']:,.0f} | {_cell(v['inference_seconds'], 3)} | "
                      f"{v['train_seconds']['mean']:.0f} | {v['description']} |")
-    lines += ["", "Mean ± standard deviation over seeds; inference: the whole test split, batch "
-              f"{settings['inference_batch_size']}, in process, the fastest of 3 passes after a "
-              "warm-up."]
+    lines += ["", "Mean ± standard deviation over seeds. Every number comes from the variant's "
+              "serving export (`serving_default`: serialized raw tf.Examples, the TF Transform "
+              "graph, the model). Inference: the whole test split in batches of "
+              f"{settings['inference_batch_size']}, the fastest of 3 passes after a warm-up, "
+              "all exports timed one after another in one process after training."]
     for name, runs in report["clusters"].items():
         first = runs[0]
         lines += ["", f"## Clusters of {name} (seed {first['seed']})", "",

@@ -4,13 +4,13 @@ import os
 import time
 
 import numpy as np
-import tensorflow as tf
 from sklearn.metrics import adjusted_rand_score, log_loss, roc_auc_score
 
 from ihas_keras import plots
 from ihas_keras.data.formats import TableFormat
 from ihas_keras.data.read import BadInputError
 from ihas_keras.data.transform import transformed_dataset, vocabulary_sizes
+from ihas_keras.experiments import inference
 from ihas_keras.experiments import report as reporting
 from ihas_keras.experiments.data import planted_truth, prepare, test_split
 from ihas_keras.experiments.store import RunStore
@@ -34,38 +34,15 @@ def data_files(path: str) -> list[str]:
     return [path]
 
 
-def predict(model, x: dict, batch_size: int, passes: int = 3):
-    """(probabilities, clusters or None, seconds) of MODEL over X in batches of BATCH_SIZE. One
-    traced function for every batch size, warmed up on the first and last batch; the time is the
-    fastest of PASSES passes over X (the machine is shared: the fastest pass is the least
-    disturbed)."""
-    spec = {f: tf.TensorSpec([None], tf.int64) for f in x}
-    call = tf.function(lambda inputs: model(inputs, training=False), input_signature=[spec])
-    rows = len(next(iter(x.values())))
-    batches = [{f: tf.constant(v[i:i + batch_size]) for f, v in x.items()}
-               for i in range(0, rows, batch_size)]
-    call(batches[0])
-    call(batches[-1])
-    seconds = []
-    for _ in range(passes):
-        start = time.perf_counter()
-        outputs = [call(b) for b in batches]
-        seconds.append(time.perf_counter() - start)
-    if isinstance(outputs[0], dict):
-        return (np.concatenate([o["probability"].numpy() for o in outputs]),
-                np.concatenate([o["cluster"].numpy() for o in outputs]), min(seconds))
-    return np.concatenate([o.numpy() for o in outputs]), None, min(seconds)
-
-
-def evaluate(trained: Trained, x: dict, y: np.ndarray, batch_size: int,
+def evaluate(trained: Trained, export_dir: str, batches: list, y: np.ndarray,
              truth: dict | None) -> dict:
-    """Test AUC, logloss, parameter count, inference seconds; clusters for routed models."""
-    prob, clusters, seconds = predict(trained.model, x, batch_size)
+    """Test AUC and logloss of the serving export in EXPORT_DIR, the model's parameter count;
+    clusters for routed models."""
+    prob, clusters, _ = inference.score(inference.load(export_dir), batches)
     prob = np.clip(prob.astype("float64"), 1e-7, 1 - 1e-7)
     result = {"auc": float(roc_auc_score(y, prob)), "logloss": float(log_loss(y, prob)),
-              "params": int(trained.model.count_params()), "inference_seconds": seconds,
-              "details": trained.details}
-    if clusters is not None and trained.plan is not None:
+              "params": int(trained.model.count_params()), "details": trained.details}
+    if trained.plan is not None:
         k = trained.plan.num_clusters
         result["clusters"] = {
             "train_sizes": trained.plan.sizes.tolist(),
@@ -75,6 +52,15 @@ def evaluate(trained: Trained, x: dict, y: np.ndarray, batch_size: int,
                 adjusted_rand_score(truth["segments"], clusters)),
         }
     return result
+
+
+def time_exports(results: dict, store: RunStore, batches: list) -> None:
+    """RQ4: sets each run's "inference_seconds", its export's fastest of 3 passes over the test
+    split; the exports are timed one after another, seed by seed, in this process."""
+    for name, runs in results.items():
+        for r in runs:
+            signature = inference.load(store.export_dir(name, r["seed"]))
+            r["inference_seconds"] = inference.score(signature, batches, passes=3)[2]
 
 
 def gate_figure(searches: dict, x: dict, path: str) -> str | None:
@@ -103,6 +89,7 @@ def run(data: str, fmt: TableFormat, out: str, seeds: list[int], variants: list[
     train, validation = (transformed_dataset(transformed, split, fmt, s.batch_size)
                          for split in ("train", "eval"))
     x, y = test_split(prepared, fmt)
+    batches = inference.raw_test_batches(prepared, s.inference_batch_size)
     if len(np.unique(y)) < 2:
         raise BadInputError("the test split has a single label: AUC is undefined")
     truth = planted_truth(paths[0], fmt) if len(paths) == 1 else None
@@ -116,8 +103,11 @@ def run(data: str, fmt: TableFormat, out: str, seeds: list[int], variants: list[
             if result is None:
                 start = time.perf_counter()
                 trained = seed_run.train(name)
-                result = evaluate(trained, x, y, s.inference_batch_size, truth)
-                result.update(seed=seed, train_seconds=time.perf_counter() - start)
+                seconds = time.perf_counter() - start
+                export_dir = inference.export(trained.model, prepared, fmt,
+                                              store.export_dir(name, seed))
+                result = evaluate(trained, export_dir, batches, y, truth)
+                result.update(seed=seed, train_seconds=seconds)
                 store.put(name, seed, result)
                 print(reporting.progress_line(name, result), flush=True)
             else:
@@ -134,6 +124,7 @@ def run(data: str, fmt: TableFormat, out: str, seeds: list[int], variants: list[
                 figures.append(gate_figure(seed_run.searches, x, gates))
             elif any(n.startswith("ihas") for n in variants) and os.path.exists(gates):
                 figures.append(gates)  # drawn by the run that trained this seed's searches
+    time_exports(results, store, batches)
     report = reporting.build(results, seeds, s, {
         "paths": paths, "format": fmt.name, "rows": rows, "test_rows": int(len(y)),
         "fields": len(sizes), **reporting.truth_summary(truth, y)})

@@ -1,6 +1,7 @@
-"""Finished runs on disk: OUT/runs/VARIANT/seed-N.json, one per variant and seed, so that an
-interrupted experiment resumes where it stopped and seeds can run in separate processes (or
-sessions) that share OUT. A run made with other settings or data is an error, never mixed in."""
+"""Finished runs on disk: OUT/runs/VARIANT/seed-N.json, one per variant and seed, and beside it
+the run's serving export (seed-N/1, a version folder that `ihas serve --model_base_path` takes),
+so that an interrupted experiment resumes where it stopped and seeds can run in separate processes
+(or sessions) that share OUT. A run made with other settings or data is an error, never mixed."""
 
 import dataclasses
 import json
@@ -10,10 +11,13 @@ from ihas_keras.data.read import BadInputError
 
 # Settings that change no number in a run's result.
 _COSMETIC = ("progress", "verbose")
+# How a run is evaluated: runs evaluated otherwise (earlier versions) are not mixed in.
+EVALUATION = "serving export"
 
 
 def comparable(settings) -> dict:
-    return {k: v for k, v in dataclasses.asdict(settings).items() if k not in _COSMETIC}
+    kept = {k: v for k, v in dataclasses.asdict(settings).items() if k not in _COSMETIC}
+    return {**kept, "evaluation": EVALUATION}
 
 
 class RunStore:
@@ -26,6 +30,9 @@ class RunStore:
 
     def _path(self, variant: str, seed: int) -> str:
         return os.path.join(self.root, variant, f"seed-{seed}.json")
+
+    def export_dir(self, variant: str, seed: int) -> str:
+        return os.path.join(self.root, variant, f"seed-{seed}", "1")
 
     def get(self, variant: str, seed: int) -> dict | None:
         """The stored result of VARIANT on SEED, or None; BadInputError when it is unreadable or
