@@ -54,6 +54,21 @@ def evaluate(trained: Trained, export_dir: str, batches: list, y: np.ndarray,
     return result
 
 
+def train_and_evaluate(seed_run: SeedRun, name: str, store: RunStore, prepared: str,
+                       fmt: TableFormat, test: tuple, truth: dict | None) -> dict:
+    """Trains variant NAME on SEED_RUN's seed, exports it into STORE, evaluates the export on
+    TEST (raw example batches, labels), stores the result and returns it."""
+    start = time.perf_counter()
+    trained = seed_run.train(name)
+    seconds = time.perf_counter() - start
+    seed = seed_run.seed
+    export_dir = inference.export(trained.model, prepared, fmt, store.export_dir(name, seed))
+    result = evaluate(trained, export_dir, *test, truth)
+    result.update(seed=seed, train_seconds=seconds)
+    store.put(name, seed, result)
+    return result
+
+
 def time_exports(results: dict, store: RunStore, batches: list) -> None:
     """RQ4: sets each run's "inference_seconds", its export's fastest of 3 passes over the test
     split; the exports are timed one after another, seed by seed, in this process."""
@@ -99,19 +114,11 @@ def run(data: str, fmt: TableFormat, out: str, seeds: list[int], variants: list[
     for seed in seeds:
         seed_run = SeedRun(sizes, train, validation, s, seed)
         for name in variants:
-            result = store.get(name, seed)
+            result, how = store.get(name, seed), " (stored)"
             if result is None:
-                start = time.perf_counter()
-                trained = seed_run.train(name)
-                seconds = time.perf_counter() - start
-                export_dir = inference.export(trained.model, prepared, fmt,
-                                              store.export_dir(name, seed))
-                result = evaluate(trained, export_dir, batches, y, truth)
-                result.update(seed=seed, train_seconds=seconds)
-                store.put(name, seed, result)
-                print(reporting.progress_line(name, result), flush=True)
-            else:
-                print(reporting.progress_line(name, result), "(stored)", flush=True)
+                result, how = train_and_evaluate(seed_run, name, store, prepared, fmt,
+                                                 (batches, y), truth), ""
+            print(reporting.progress_line(name, result) + how, flush=True)
             results[name].append(result)
             if seed == seeds[0] and "clusters" in result:
                 c = result["clusters"]
