@@ -71,7 +71,7 @@ def train_and_evaluate(seed_run: SeedRun, name: str, store: RunStore, prepared: 
 
 def time_exports(results: dict, store: RunStore, batches: list) -> None:
     """RQ4: sets each run's "inference_seconds", its export's fastest of 3 passes over the test
-    split; the exports are timed one after another, seed by seed, in this process."""
+    split; the exports are timed one after another, in this process."""
     for name, runs in results.items():
         for r in runs:
             signature = inference.load(store.export_dir(name, r["seed"]))
