@@ -8,6 +8,7 @@ into OUT/transformed (the transform graph and the transformed splits).
 import argparse
 import contextlib
 import os
+import signal
 import sys
 
 from ihas_keras import __version__
@@ -156,6 +157,10 @@ def _serve(args: argparse.Namespace) -> int:
         poll_wait_seconds=args.file_system_poll_wait_seconds,
         grpc_max_threads=args.grpc_max_threads, enable_warmup=args.enable_model_warmup,
     )
+    # Stop on Ctrl-C and on SIGTERM (what Docker and Kubernetes send), whatever the parent left:
+    # a SIGINT ignored by the parent (SIG_IGN) is inherited, and Python then keeps ignoring it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         server.start()
         server.wait()

@@ -13,7 +13,6 @@ import logging
 import re
 import socketserver
 import threading
-import time
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -297,8 +296,6 @@ class ModelServer:
         self._stopped.set()
 
     def wait(self) -> None:
-        """Blocks until `stop()` (Ctrl-C raises KeyboardInterrupt here). It sleeps rather than
-        waiting on the event: a KeyboardInterrupt inside `Event.wait` can leave the event's lock
-        held, and `stop()` would then hang on `set()`."""
-        while not self._stopped.is_set():
-            time.sleep(0.5)
+        """Blocks until `stop()` (Ctrl-C raises KeyboardInterrupt here)."""
+        while not self._stopped.wait(0.5):
+            pass

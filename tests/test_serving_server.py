@@ -452,8 +452,10 @@ def test_serve_bad_config_file(tmp_path, capsys):
     assert "ModelServerConfig" in capsys.readouterr().err
 
 
-def test_ihas_serve_process(sources, tmp_path):
-    """The real command: logs its ports and versions, answers, stops on Ctrl-C."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ihas_serve_process(sources, tmp_path, stop):
+    """The real command: logs its ports and versions, answers, stops on Ctrl-C and on SIGTERM,
+    also when started with SIGINT ignored (as a shell's background job is)."""
     shutil.copytree(sources["a"], tmp_path / "m" / "1")
     with socket.socket() as s:  # a free port: --rest_api_port 0 means no REST
         s.bind(("127.0.0.1", 0))
@@ -462,7 +464,8 @@ def test_ihas_serve_process(sources, tmp_path):
         [sys.executable, "-m", "ihas_keras.cli", "serve", "--port", "0",
          "--rest_api_port", str(port),
          "--model_name", "m", "--model_base_path", str(tmp_path / "m")],
-        stderr=subprocess.PIPE, text=True)
+        stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     lines = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stderr],
                      daemon=True).start()
@@ -475,7 +478,7 @@ def test_ihas_serve_process(sources, tmp_path):
         assert f"REST API listening on http://0.0.0.0:{port}" in log
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/m", timeout=30) as r:
             assert json.loads(r.read())["model_version_status"][0]["state"] == "AVAILABLE"
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         assert process.wait(timeout=30) == 0
     finally:
         if process.poll() is None:
