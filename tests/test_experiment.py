@@ -65,6 +65,8 @@ def test_report_structure_and_ranges(data, report):
     assert -1 <= clusters["ari"] <= 1
     assert 0.5 < report["data"]["oracle_auc"] <= 1
     assert any(line.startswith("RQ1 ihas vs base: ") for line in report["reading"])
+    (rq5,) = [line for line in report["reading"] if line.startswith("RQ5 ihas: ")]
+    assert f"by seed {clusters['ari']:.3f} (mean" in rq5
     markdown = (root / "out" / "report.md").read_text()
     assert "| ihas | RQ1 |" in markdown and "## Reading" in markdown
     for name in report["figures"]:

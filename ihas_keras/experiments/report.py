@@ -84,10 +84,11 @@ def reading(report: dict) -> list[str]:
     for name, runs in report["clusters"].items():
         first = runs[0]
         ari = [r["ari"] for r in runs if r["ari"] is not None]
-        text = f"RQ5 {name}: test cluster sizes {first['test_sizes']}, widths per cluster " \
-               f"(sum over fields) {[int(sum(w)) for w in first['widths']]}"
+        text = f"RQ5 {name}: seed {first['seed']}'s test cluster sizes {first['test_sizes']}, " \
+               f"widths per cluster (sum over fields) {[int(sum(w)) for w in first['widths']]}"
         if ari:
-            text += f", ARI against the planted segments {np.mean(ari):.3f} (chance: 0)"
+            text += (f"; ARI against the planted segments by seed "
+                     f"{', '.join(f'{a:.3f}' for a in ari)} (mean {np.mean(ari):.3f}; chance: 0)")
         lines.append(text)
     return lines
 
