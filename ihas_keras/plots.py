@@ -6,17 +6,35 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+GATE_BINS = 50
+
+
+def gate_histogram(probabilities, thresholds=None) -> dict:
+    """{"counts": GATE_BINS bins over [0, 1], "median_threshold": float or None} of gate
+    PROBABILITIES (any shape) and per-example THRESHOLDS: what a panel draws, small to store."""
+    counts, _ = np.histogram(np.ravel(probabilities), bins=GATE_BINS, range=(0, 1))
+    return {"counts": counts.tolist(),
+            "median_threshold": None if thresholds is None else float(np.median(thresholds))}
+
 
 def gate_histograms(probabilities: dict, path: str, thresholds: dict | None = None) -> str:
     """One histogram panel per entry of PROBABILITIES ({title: gate probabilities, any shape}),
     for example {"with polarization": p1, "without": p2}; THRESHOLDS ({title: per-example
     thresholds}) are drawn as their median. Writes PATH and returns it."""
-    fig, axes = plt.subplots(1, len(probabilities), figsize=(4.5 * len(probabilities), 3.2),
+    thresholds = thresholds or {}
+    return gate_histogram_panels(
+        {t: gate_histogram(p, thresholds.get(t)) for t, p in probabilities.items()}, path)
+
+
+def gate_histogram_panels(histograms: dict, path: str) -> str:
+    """One panel per entry of HISTOGRAMS ({title: gate_histogram(...)}). Writes PATH, returns it."""
+    fig, axes = plt.subplots(1, len(histograms), figsize=(4.5 * len(histograms), 3.2),
                              squeeze=False)
-    for ax, (title, p) in zip(axes[0], probabilities.items(), strict=True):
-        ax.hist(np.ravel(p), bins=50, range=(0, 1), color="#4477aa")
-        if thresholds and title in thresholds:
-            t = float(np.median(thresholds[title]))
+    for ax, (title, h) in zip(axes[0], histograms.items(), strict=True):
+        edges = np.linspace(0, 1, len(h["counts"]) + 1)
+        ax.hist(edges[:-1], bins=edges, weights=h["counts"], color="#4477aa")
+        t = h["median_threshold"]
+        if t is not None:
             ax.axvline(t, color="#cc3311", linestyle="--", label=f"median threshold {t:.2f}")
             ax.legend(loc="upper center")
         ax.set(title=title, xlabel="keep probability", ylabel="dimensions x examples")

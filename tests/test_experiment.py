@@ -96,10 +96,16 @@ def test_a_rerun_reads_finished_runs_and_refuses_other_settings(data, report, mo
         raise AssertionError(f"{name} was trained again")
 
     monkeypatch.setattr(runner.SeedRun, "train", train)
+    (root / "out" / "gates.png").unlink()  # redrawn from the search's stored histogram
     again = runner.run(str(root / "criteo.txt"), fmt, out, [0], ["base", "ihas"], SETTINGS)
     for name in ("base", "ihas"):
         assert again["variants"][name]["auc"] == report["variants"][name]["auc"]
     assert "gates.png" in again["figures"]
+    assert (root / "out" / "gates.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    gates = json.loads((root / "out" / "runs" / "ihas" / "seed-0.gates.json").read_text())
+    rows = min(runner.GATE_ROWS, report["data"]["test_rows"])
+    assert sum(gates["result"]["counts"]) == rows * len(KEPT) * DIM
+    assert 0 <= gates["result"]["median_threshold"] <= 1
     with pytest.raises(BadInputError, match=r"seed-0.json: made with other settings \(epochs\)"):
         runner.run(str(root / "criteo.txt"), fmt, out, [0], ["base"],
                    dataclasses.replace(SETTINGS, epochs=2))

@@ -14,10 +14,12 @@ from ihas_keras.experiments import inference
 from ihas_keras.experiments import report as reporting
 from ihas_keras.experiments.data import planted_truth, prepare, test_split
 from ihas_keras.experiments.store import RunStore
-from ihas_keras.experiments.variants import SeedRun, Settings, Trained
+from ihas_keras.experiments.variants import SeedRun, Settings, Trained, search_kind
 from ihas_keras.layers.threshold import histogram_threshold
 
 GATE_ROWS = 2000  # test rows whose gate probabilities are drawn
+GATE_TITLES = {"ihas": "iHAS", "ihas_3": "iHAS-3 (no polarization)",
+               "ihas_4": "iHAS-4 (not instance-wise)"}
 
 
 def data_files(path: str) -> list[str]:
@@ -78,16 +80,20 @@ def time_exports(results: dict, store: RunStore, batches: list) -> None:
             r["inference_seconds"] = inference.score(signature, batches, passes=3)[2]
 
 
-def gate_figure(searches: dict, x: dict, path: str) -> str | None:
-    """Gate-probability histograms of the iHAS search and its ablations' searches."""
-    titles = {"ihas": "iHAS", "ihas_3": "iHAS-3 (no polarization)",
-              "ihas_4": "iHAS-4 (not instance-wise)"}
-    sample = {f: v[:GATE_ROWS] for f, v in x.items()}
-    probabilities = {titles[k]: m.gated(sample)[2].numpy() for k, m in searches.items()}
-    if not probabilities:
-        return None
-    thresholds = {t: histogram_threshold(p).numpy() for t, p in probabilities.items()}
-    return plots.gate_histograms(probabilities, path, thresholds)
+def gate_histogram(search, x: dict) -> dict:
+    """SEARCH's gate probabilities on the first GATE_ROWS test rows, as a histogram with the
+    median per-example threshold."""
+    p = search.gated({f: v[:GATE_ROWS] for f, v in x.items()})[2].numpy()
+    return plots.gate_histogram(p, histogram_threshold(p).numpy())
+
+
+def gate_figure(store: RunStore, variants: list[str], seed: int, path: str) -> str | None:
+    """Gate histograms of the searches behind VARIANTS on SEED, as stored by the runs that
+    trained them (this one or an earlier one); None when there are none."""
+    kinds = {search_kind(name) for name in variants}
+    histograms = {title: h for kind, title in GATE_TITLES.items()
+                  if kind in kinds and (h := store.get(kind, seed, "gates")) is not None}
+    return plots.gate_histogram_panels(histograms, path) if histograms else None
 
 
 def run(data: str, fmt: TableFormat, out: str, seeds: list[int], variants: list[str],
@@ -125,12 +131,9 @@ def run(data: str, fmt: TableFormat, out: str, seeds: list[int], variants: list[
                 figures.append(plots.widths_heatmap(
                     c["widths"], list(sizes), os.path.join(out, f"widths_{name}.png"),
                     c["test_sizes"]))
-        if seed == seeds[0]:
-            gates = os.path.join(out, "gates.png")
-            if seed_run.searches:
-                figures.append(gate_figure(seed_run.searches, x, gates))
-            elif any(n.startswith("ihas") for n in variants) and os.path.exists(gates):
-                figures.append(gates)  # drawn by the run that trained this seed's searches
+        for kind, search in seed_run.searches.items():
+            store.put(kind, seed, gate_histogram(search, x), "gates")
+    figures.append(gate_figure(store, variants, seeds[0], os.path.join(out, "gates.png")))
     time_exports(results, store, batches)
     report = reporting.build(results, seeds, s, {
         "paths": paths, "format": fmt.name, "rows": rows, "test_rows": int(len(y)),

@@ -1,7 +1,8 @@
 """Finished runs on disk: OUT/runs/VARIANT/seed-N.json, one per variant and seed, and beside it
-the run's serving export (seed-N/1, a version folder that `ihas serve --model_base_path` takes),
-so that an interrupted experiment resumes where it stopped and seeds can run in separate processes
-(or sessions) that share OUT. A run made with other settings or data is an error, never mixed."""
+the run's serving export (seed-N/1, a version folder that `ihas serve --model_base_path` takes)
+and, for a search, its gate histogram (seed-N.gates.json, which gates.png draws). So an
+interrupted experiment resumes where it stopped and seeds can run in separate processes (or
+sessions) that share OUT. A run made with other settings or data is an error, never mixed."""
 
 import dataclasses
 import json
@@ -28,16 +29,16 @@ class RunStore:
         self.made_with = {"settings": comparable(settings),
                           "paths": [os.path.abspath(p) for p in paths]}
 
-    def _path(self, variant: str, seed: int) -> str:
-        return os.path.join(self.root, variant, f"seed-{seed}.json")
+    def _path(self, variant: str, seed: int, part: str) -> str:
+        return os.path.join(self.root, variant, f"seed-{seed}{part and '.' + part}.json")
 
     def export_dir(self, variant: str, seed: int) -> str:
         return os.path.join(self.root, variant, f"seed-{seed}", "1")
 
-    def get(self, variant: str, seed: int) -> dict | None:
-        """The stored result of VARIANT on SEED, or None; BadInputError when it is unreadable or
-        was made with other settings or data."""
-        path = self._path(variant, seed)
+    def get(self, variant: str, seed: int, part: str = "") -> dict | None:
+        """The stored result of VARIANT on SEED (or its PART, such as "gates"), or None;
+        BadInputError when it is unreadable or was made with other settings or data."""
+        path = self._path(variant, seed, part)
         if not os.path.exists(path):
             return None
         try:
@@ -55,9 +56,9 @@ class RunStore:
                                 f"{self.root}")
         return result
 
-    def put(self, variant: str, seed: int, result: dict) -> None:
-        """Stores RESULT atomically (a killed process leaves no half-written run)."""
-        path = self._path(variant, seed)
+    def put(self, variant: str, seed: int, result: dict, part: str = "") -> None:
+        """Stores RESULT (or PART) atomically (a killed process leaves no half-written run)."""
+        path = self._path(variant, seed, part)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path + ".tmp", "w") as f:
             json.dump({"made_with": self.made_with, "result": result}, f, indent=1)

@@ -48,6 +48,14 @@ def parse_variant(name: str) -> tuple[str, str]:
     return kind, backbone
 
 
+def search_kind(name: str) -> str | None:
+    """The search variant NAME is made from ("ihas", "ihas_3" or "ihas_4"); None for none."""
+    kind, _ = parse_variant(name)
+    if not kind.startswith("ihas"):
+        return None
+    return kind if kind in _SEARCH_OPTIONS else "ihas"
+
+
 def canonical(name: str) -> str:
     kind, backbone = parse_variant(name)
     return kind if backbone == "dnn" else f"{kind}@{backbone}"
@@ -125,7 +133,7 @@ class SeedRun:
 
     def search(self, kind: str = "ihas"):
         """The (cached) search model of KIND: the iHAS search or an ablation's own."""
-        key = "ihas" if kind not in _SEARCH_OPTIONS else kind
+        key = search_kind(kind)
         if key not in self._searches:
             s = self.settings
             keras.utils.set_random_seed(self.seed)
@@ -139,7 +147,7 @@ class SeedRun:
         return self._searches[key]
 
     def plan(self, kind: str, clusters: int):
-        key = (kind if kind in _SEARCH_OPTIONS else "ihas", clusters)
+        key = (search_kind(kind), clusters)
         if key not in self._plans:
             self._plans[key] = ihas_keras.fit_clusters(self.search(kind), self.train_data, clusters,
                                                        self.seed, self.settings.progress)
