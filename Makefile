@@ -9,8 +9,11 @@ PYTHONS := 3.11 3.12 3.13
 test: lint
 	$(ENV) python -m pytest
 
+# ruff, then the import contracts of pyproject.toml ([tool.importlinter]): the library imports no
+# application, and the applications import each other only downwards.
 lint:
 	$(ENV) ruff check .
+	$(ENV) lint-imports
 
 # The whole TFX pipeline (LocalDagRunner) on ROWS generated Criteo rows with 3 planted segments,
 # or on DATA (a raw file or a folder of them) in FORMAT; prints the metrics and the pushed model.

@@ -44,7 +44,7 @@ def start_server(export_dir: str, work: str, port: int) -> subprocess.Popen:
     os.makedirs(base)
     os.symlink(os.path.abspath(export_dir), os.path.join(base, "1"))
     server = subprocess.Popen(
-        [sys.executable, "-m", "ihas_keras.cli", "serve", f"--port={port}", "--rest_api_port=0",
+        [sys.executable, "-m", "ihas_cli", "serve", f"--port={port}", "--rest_api_port=0",
          "--model_name=ihas", f"--model_base_path={base}"],
         stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "server.log"), "w"),
     )

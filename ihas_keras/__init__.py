@@ -5,34 +5,30 @@
     plan = ihas_keras.fit_clusters(model, train, num_clusters=2)
     routed = ihas_keras.retrain(model, plan, train, validation)
     routed.save("routed.keras")
-    routed = ihas_keras.load_model("routed.keras")     # registers the ihas classes, then loads
+    routed = keras.saving.load_model("routed.keras")   # or ihas_keras.load_model
 
-The names below are imported on first use, so `ihas --version` does not load TensorFlow.
+Importing the package registers every Keras class of the library (layers and models, under the
+package name "ihas"), so `keras.saving.load_model` finds them in any process that imported it.
+The library imports nothing from the applications built on it (`components`, `pipeline`,
+`serving`, `experiments`, `ihas_cli`); `make lint` checks that.
 """
 
-import importlib
-from importlib.metadata import PackageNotFoundError, version
+from importlib import metadata as _metadata
+
+from ihas_keras import layers, models
+from ihas_keras.api import build_model, load_model
+from ihas_keras.cluster import ClusterPlan, fit_clusters
+from ihas_keras.errors import BadInputError
+from ihas_keras.models import Recommender, RoutedModel, SearchModel
+from ihas_keras.retraining import retrain
+from ihas_keras.training import search
 
 try:
-    __version__ = version("ihas")
-except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = _metadata.version("ihas")
+except _metadata.PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0+unknown"
 
-_EXPORTS = {
-    "build_model": "ihas_keras.api",
-    "load_model": "ihas_keras.api",
-    "search": "ihas_keras.training",
-    "fit_clusters": "ihas_keras.cluster",
-    "ClusterPlan": "ihas_keras.cluster",
-    "retrain": "ihas_keras.retraining",
-    "SearchModel": "ihas_keras.models.search",
-    "Recommender": "ihas_keras.models.recommender",
-    "RoutedModel": "ihas_keras.models.routed",
-}
-__all__ = ["__version__", *_EXPORTS]
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'ihas_keras' has no attribute {name!r}")
+__all__ = [
+    "BadInputError", "ClusterPlan", "Recommender", "RoutedModel", "SearchModel", "__version__",
+    "build_model", "fit_clusters", "layers", "load_model", "models", "retrain", "search",
+]  # fmt: skip

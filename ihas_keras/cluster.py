@@ -8,6 +8,7 @@ import tensorflow as tf
 from sklearn.cluster import MiniBatchKMeans
 from tqdm import tqdm
 
+from ihas_keras import defaults
 from ihas_keras.models.search import SearchModel
 
 
@@ -57,7 +58,7 @@ def _masked(model: SearchModel, dataset):
         yield masked.numpy(), mask.numpy()
 
 
-def fit_clusters(model: SearchModel, dataset, num_clusters: int = 2, seed: int = 0,
+def fit_clusters(model: SearchModel, dataset, num_clusters: int = defaults.CLUSTERS, seed: int = 0,
                  progress: bool = True) -> ClusterPlan:
     """Two streaming passes over DATASET ((features, label) batches): `partial_fit` of
     scikit-learn's MiniBatchKMeans on the masked embeddings, then each example's cluster, to

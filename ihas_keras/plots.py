@@ -1,10 +1,11 @@
-"""PNG figures: gate-probability histograms and the per-cluster, per-field widths heatmap."""
+"""PNG figures: gate-probability histograms, the per-cluster, per-field widths heatmap, bars.
 
-import matplotlib
+Drawn on `matplotlib.figure.Figure` objects, without pyplot: no global backend is chosen and
+nothing is left open.
+"""
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 GATE_BINS = 50
 
@@ -28,8 +29,8 @@ def gate_histograms(probabilities: dict, path: str, thresholds: dict | None = No
 
 def gate_histogram_panels(histograms: dict, path: str) -> str:
     """One panel per entry of HISTOGRAMS ({title: gate_histogram(...)}). Writes PATH, returns it."""
-    fig, axes = plt.subplots(1, len(histograms), figsize=(4.5 * len(histograms), 3.2),
-                             squeeze=False)
+    fig = Figure(figsize=(4.5 * len(histograms), 3.2))
+    axes = fig.subplots(1, len(histograms), squeeze=False)
     for ax, (title, h) in zip(axes[0], histograms.items(), strict=True):
         edges = np.linspace(0, 1, len(h["counts"]) + 1)
         ax.hist(edges[:-1], bins=edges, weights=h["counts"], color="#4477aa")
@@ -41,7 +42,6 @@ def gate_histogram_panels(histograms: dict, path: str) -> str:
         ax.set_yscale("log")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -50,7 +50,8 @@ def widths_heatmap(widths, fields, path: str, sizes=None) -> str:
     Writes PATH and returns it."""
     widths = np.asarray(widths)
     k, n = widths.shape
-    fig, ax = plt.subplots(figsize=(max(6, 0.38 * n + 2), 0.6 * k + 1.6))
+    fig = Figure(figsize=(max(6, 0.38 * n + 2), 0.6 * k + 1.6))
+    ax = fig.subplots()
     image = ax.imshow(widths, cmap="viridis", aspect="auto", vmin=0)
     for (i, j), w in np.ndenumerate(widths):
         ax.text(j, i, str(w), ha="center", va="center", fontsize=7,
@@ -62,7 +63,6 @@ def widths_heatmap(widths, fields, path: str, sizes=None) -> str:
     fig.colorbar(image, ax=ax, fraction=0.03, label="width")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -70,7 +70,8 @@ def metric_bars(values: dict, path: str, label: str, errors: dict | None = None)
     """Horizontal bars of VALUES ({name: number}), with ERRORS ({name: half-width}) as error
     bars when given, labelled LABEL. Writes PATH and returns it."""
     names = list(values)
-    fig, ax = plt.subplots(figsize=(6.5, 0.35 * len(names) + 1.4))
+    fig = Figure(figsize=(6.5, 0.35 * len(names) + 1.4))
+    ax = fig.subplots()
     xerr = [errors.get(n, 0) for n in names] if errors else None
     ax.barh(range(len(names)), [values[n] for n in names], xerr=xerr, color="#4477aa")
     ax.set(yticks=range(len(names)), xlabel=label)
@@ -81,5 +82,4 @@ def metric_bars(values: dict, path: str, label: str, errors: dict | None = None)
         ax.set_xlim(max(0.0, low - 0.02), min(1.0, max(values.values()) + 0.01))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -1,25 +1,31 @@
 """The retrain stage: one recommender per cluster, trained on that cluster's examples."""
 
+import logging
+
 import keras
 import tensorflow as tf
 
+from ihas_keras import defaults
 from ihas_keras.cluster import ClusterPlan
 from ihas_keras.models.recommender import Recommender
 from ihas_keras.models.routed import RoutedModel
 from ihas_keras.models.search import SearchModel
 
+logger = logging.getLogger(__name__)
+
 
 def compile_recommender(model: keras.Model) -> keras.Model:
     """The paper's training setup: Adam(1e-3, weight decay 1e-6), binary cross-entropy, AUC."""
     model.compile(
-        optimizer=keras.optimizers.Adam(1e-3, weight_decay=1e-6),
+        optimizer=keras.optimizers.Adam(defaults.LEARNING_RATE, weight_decay=defaults.WEIGHT_DECAY),
         loss="binary_crossentropy",
         metrics=[keras.metrics.AUC(name="auc")],
     )
     return model
 
 
-def fit_recommender(model: keras.Model, train, validation=None, epochs=3, patience=3,
+def fit_recommender(model: keras.Model, train, validation=None,
+                    epochs: int = defaults.RETRAIN_EPOCHS, patience: int = defaults.PATIENCE,
                     verbose="auto") -> keras.Model:
     """Compiles MODEL as the paper does and fits it on TRAIN, with early stopping on validation
     AUC (keeping the best weights) when VALIDATION is given."""
@@ -56,18 +62,19 @@ def cluster_examples(routed: RoutedModel, dataset, cluster: int, batch_size: int
 
 
 def retrain(search: SearchModel, plan: ClusterPlan, train, validation=None, backbone=None,
-            epochs=3, batch_size=2048, patience=3, verbose="auto") -> RoutedModel:
+            epochs: int = defaults.RETRAIN_EPOCHS, batch_size: int = defaults.BATCH_SIZE,
+            patience: int = defaults.PATIENCE, verbose="auto") -> RoutedModel:
     """Builds the routed model from SEARCH and PLAN and trains each cluster's recommender from
     scratch on its own examples (early stopping on validation AUC when VALIDATION is given).
     Clusters without training examples keep untrained recommenders and are reported."""
     routed = RoutedModel.from_search(search, plan, backbone)
     for k, recommender in enumerate(routed.recommenders):
         if plan.sizes[k] == 0:
-            print(f"retrain: cluster {k} has no training examples; its model stays untrained")
+            logger.warning("retrain: cluster %d has no training examples; its model stays "
+                           "untrained", k)
             continue
-        if verbose:
-            print(f"retrain: cluster {k} ({plan.sizes[k]} examples, widths "
-                  f"{plan.widths()[k].tolist()})")
+        logger.info("retrain: cluster %d (%d examples, widths %s)", k, plan.sizes[k],
+                    plan.widths()[k].tolist())
         val = None if validation is None else cluster_examples(routed, validation, k, batch_size)
         fit_recommender(recommender, cluster_examples(routed, train, k, batch_size), val,
                         epochs, patience, verbose)

@@ -1,10 +1,12 @@
 """The search stage's schedule: pretraining with open gates, then bi-level search."""
 
-from ihas_keras.models.search import SearchModel
+from ihas_keras import defaults
+from ihas_keras.models.bilevel import BilevelModel
 
 
-def search(model: SearchModel, train, validation, pretrain_epochs=2, epochs=3, gate_every=100,
-           callbacks=None, verbose="auto"):
+def search(model: BilevelModel, train, validation,
+           pretrain_epochs: int = defaults.PRETRAIN_EPOCHS, epochs: int = defaults.SEARCH_EPOCHS,
+           gate_every: int = defaults.GATE_EVERY, callbacks=None, verbose="auto"):
     """Runs the search stage on a compiled MODEL; returns the two Keras History objects.
 
     PRETRAIN_EPOCHS over TRAIN with the gates open, then EPOCHS of bi-level search: TRAIN for the

@@ -12,6 +12,8 @@ import dataclasses
 import os
 import shlex
 
+from ihas_keras import defaults
+
 
 def _env(name: str, default, kind=str):
     value = os.environ.get(name)
@@ -28,19 +30,19 @@ class PipelineConfig:
     pipeline_root: str = ""
     metadata_path: str = ""
     serving_model_dir: str = ""  # where Pusher writes version folders for TF Serving
-    seed: int = 0
-    max_bad_fraction: float = 0.001
-    frequency_threshold: int = 10
-    embedding_dim: int = 16
-    backbone: str = "dnn"
-    pretrain_epochs: int = 2
-    search_epochs: int = 3
-    gate_every: int = 100
-    regularization_weight: float = 1e-4
-    clusters: int = 2
-    retrain_epochs: int = 3
-    batch_size: int = 2048
-    margin: float = 0.01  # blessed when routed AUC >= base AUC - margin
+    seed: int = defaults.SPLIT_SEED
+    max_bad_fraction: float = defaults.MAX_BAD_FRACTION
+    frequency_threshold: int = defaults.FREQUENCY_THRESHOLD
+    embedding_dim: int = defaults.EMBEDDING_DIM
+    backbone: str = defaults.BACKBONE
+    pretrain_epochs: int = defaults.PRETRAIN_EPOCHS
+    search_epochs: int = defaults.SEARCH_EPOCHS
+    gate_every: int = defaults.GATE_EVERY
+    regularization_weight: float = defaults.REGULARIZATION_WEIGHT
+    clusters: int = defaults.CLUSTERS
+    retrain_epochs: int = defaults.RETRAIN_EPOCHS
+    batch_size: int = defaults.BATCH_SIZE
+    margin: float = defaults.BLESSING_MARGIN  # blessed when routed AUC >= base AUC - margin
     beam_args: tuple = ("--direct_num_workers=2", "--direct_running_mode=multi_threading")
 
     def __post_init__(self):

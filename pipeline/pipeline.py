@@ -77,8 +77,17 @@ def create_components(config: PipelineConfig) -> list:
 
 def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
                     enable_cache: bool = True) -> tfx.dsl.Pipeline:
-    """The pipeline for CONFIG. Without METADATA_CONNECTION_CONFIG, a local SQLite store at
-    `config.metadata_path`; the Kubeflow runner passes None to use the cluster's own."""
+    """The TFX pipeline for a configuration.
+
+    Args:
+        config: the settings (`pipeline.config.from_env()`).
+        metadata_connection_config: the ML Metadata store; the local runner passes a SQLite
+            store at `config.metadata_path`, the Kubeflow runner None (the cluster's own).
+        enable_cache: reuse the outputs of components whose inputs and settings are unchanged.
+
+    Returns:
+        The `tfx.dsl.Pipeline`.
+    """
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,

@@ -1,7 +1,7 @@
 """Environment self-check: a small Keras fit, a two-component TFX pipeline, the TF Serving stubs.
 
-This is what `ihas selfcheck` (and, until the full pipeline lands, `make demo`) runs: each part is a
-real computation on generated data, so a broken install fails here with a clear message.
+This is what `ihas selfcheck` runs: each part is a real computation on generated data, so a broken
+install fails here with a clear message.
 """
 
 import csv

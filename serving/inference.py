@@ -19,8 +19,8 @@ from tensorflow_serving.apis import (
     prediction_log_pb2,
 )
 
+from ihas_keras.export.signatures import CLASSIFY_METHOD, WARMUP_FILE
 from serving.models import ModelManager, ServedVersion
-from serving.signatures import CLASSIFY_METHOD, WARMUP_FILE
 from serving.tensors import (
     ServingError,
     array_to_tensor,

@@ -20,7 +20,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import get_model_status_pb2, model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.signatures import read_signature_defs
+from ihas_keras.export.signatures import read_signature_defs
 from serving.tensors import ServingError, grpc_code
 
 log = logging.getLogger(__name__)

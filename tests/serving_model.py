@@ -13,7 +13,7 @@ import ihas_keras
 from ihas_keras.data import get_format, read_table, synthesize
 from ihas_keras.data.ingest import ingest, serialized_examples
 from ihas_keras.data.transform import transform, transformed_dataset, vocabulary_sizes
-from serving.export import export_serving_model
+from ihas_keras.export.saved_model import export_serving_model
 from tests.planted import criteo5_schema
 
 ROWS = 3000

@@ -15,9 +15,10 @@ from tfx.types import artifact_utils, standard_artifacts
 from components.example_gen import RawExampleGen
 from components.example_gen.executor import COUNTS_FILE, QUARANTINE_FILE, Executor
 from components.types import Quarantine
-from ihas_keras.data import AVAZU, CRITEO, BadInputError, synthesize
+from ihas_keras.data import AVAZU, CRITEO, synthesize
 from ihas_keras.data.ingest import ingest
 from ihas_keras.data.preprocess import SPLITS, raw_feature_spec
+from ihas_keras.errors import BadInputError
 from pipeline.selfcheck import artifacts_in_mlmd
 
 GOOD_CRITEO = "\t".join(["1", "5", *[""] * 12, "68fd1e64", *[""] * 25])

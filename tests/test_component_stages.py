@@ -1,7 +1,7 @@
 """The Search, Cluster, Retrain and Evaluate executors, run with `Do()` on artifacts in tmp_path.
 
 Upstream artifacts are made without orchestration: generated Criteo rows, `ingest` (ExampleGen's
-layout) and `transform` (files renamed to Transform's `transformed_examples-*.gz` layout). The
+layout) and `transform` (Transform's layout; its folder is both the graph and the examples). The
 format is a generic schema keeping 5 Criteo fields: TF Transform costs about 1 s per field.
 """
 
@@ -23,7 +23,6 @@ from tfx.types import channel, standard_artifacts
 from tfx.utils import path_utils
 
 import ihas_keras
-from components import splits
 from components.cluster import Cluster
 from components.cluster.executor import Executor as ClusterExecutor
 from components.evaluate import Evaluate
@@ -32,11 +31,12 @@ from components.retrain import Retrain
 from components.retrain.executor import Executor as RetrainExecutor
 from components.search import Search
 from components.search.executor import Executor as SearchExecutor
-from components.types import ClusterPlan
-from ihas_keras.data import BadInputError, synthesize
+from components.types import ClusterPlan, Quarantine
+from ihas_keras.data import splits, synthesize
 from ihas_keras.data.ingest import ingest
 from ihas_keras.data.preprocess import SPLITS, raw_feature_spec
 from ihas_keras.data.transform import transform
+from ihas_keras.errors import BadInputError
 from tests.planted import KEPT, criteo5_schema
 
 K = 2
@@ -64,17 +64,13 @@ def upstream(tmp_path_factory):
     props = {"format": "generic", "schema": str(schema)}
     fmt = ihas_keras.data.get_format("generic", str(schema))
     synthesize(str(root / "criteo.txt"), rows=4000, format="criteo", segments=2, seed=1)
-    raw, graph, transformed = root / "raw", root / "graph", root / "transformed"
+    raw, graph = root / "raw", root / "graph"
     ingest([str(root / "criteo.txt")], fmt, str(raw), seed=1)
     transform(str(raw), fmt, str(graph))
-    for split in SPLITS:
-        os.makedirs(transformed / f"Split-{split}")
-        shutil.move(graph / f"Split-{split}" / "transformed.tfrecord.gz",
-                    transformed / f"Split-{split}" / "transformed_examples-00000-of-00001.gz")
     return {
         "fmt": fmt, "props": props, "raw": artifact(standard_artifacts.Examples, raw),
         "graph": artifact(standard_artifacts.TransformGraph, graph),
-        "transformed": artifact(standard_artifacts.Examples, transformed),
+        "transformed": artifact(standard_artifacts.Examples, graph),
     }
 
 
@@ -149,7 +145,7 @@ def test_search_writes_a_loadable_model_histogram_and_logs(upstream, searched):
     for event in tf.compat.v1.train.summary_iterator(logs):
         for value in event.summary.value:
             steps[value.tag].append(event.step)
-    assert steps["epoch_loss"] == steps["epoch_gate_steps"] == [0, 1]  # pretraining, search
+    assert steps["epoch_loss"] == steps["epoch_arch_steps"] == [0, 1]  # pretraining, search
 
 
 def test_cluster_plan_covers_every_train_row(upstream, clustered):
@@ -275,3 +271,83 @@ def test_components_declare_their_channels():
     assert retrain.inputs["search_model"] is search.outputs["model"]
     assert evaluate_.outputs["blessing"].type is standard_artifacts.ModelBlessing
     assert search.exec_properties["gate_every"] == 100 and retrain.exec_properties["backbone"] == ""
+
+
+def run_fresh(executor: str, inputs: dict, outputs: dict, props: dict) -> dict:
+    """Runs EXECUTOR's `Do` in a new interpreter that imports only its module (as Kubeflow
+    does); returns the output artifacts' custom properties."""
+    def paths(artifacts):
+        return {key: [[f"{type(a).__module__}:{type(a).__name__}", a.uri] for a in items]
+                for key, items in artifacts.items()}
+
+    spec = {"executor": executor, "inputs": paths(inputs), "outputs": paths(outputs),
+            "exec_properties": props, "beam_pipeline_args": ["--direct_num_workers=1"]}
+    result = subprocess.run([sys.executable, "-m", "tests.run_executor", json.dumps(spec)],
+                            capture_output=True, text=True, timeout=900,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_every_executor_runs_alone_in_a_fresh_process(upstream, searched, clustered, retrained,
+                                                      tmp_path):
+    """Each executor, on artifacts of an earlier run, in its own interpreter: nothing another
+    executor imported (such as the Keras classes' registration) is there to help."""
+    data = tmp_path / "input"
+    data.mkdir()
+    shutil.copy(os.path.join(os.path.dirname(upstream["raw"].uri), "criteo.txt"), data)
+    gen = {"examples": [artifact(standard_artifacts.Examples, tmp_path / "examples")],
+           "quarantine": [artifact(Quarantine, tmp_path / "quarantine")]}
+    run_fresh("components.example_gen.executor", {}, gen,
+              {**upstream["props"], "input_base": str(data), "seed": 1,
+               "max_bad_fraction": 0.001})
+    for split in SPLITS:  # the same rows, split alike, as the library's ingest of that file
+        assert count_rows(os.path.join(gen["examples"][0].uri, f"Split-{split}")) == \
+            count_rows(os.path.join(upstream["raw"].uri, f"Split-{split}"))
+
+    search = {"model": [artifact(standard_artifacts.Model, tmp_path / "model")],
+              "model_run": [artifact(standard_artifacts.ModelRun, tmp_path / "model_run")]}
+    run_fresh("components.search.executor",
+              {"examples": [upstream["transformed"]], "transform_graph": [upstream["graph"]]},
+              search, {**upstream["props"], **SEARCH_PROPS})
+    assert os.path.isfile(os.path.join(search["model"][0].uri, "search.keras"))
+
+    plan = {"cluster_plan": [artifact(ClusterPlan, tmp_path / "plan")]}
+    run_fresh("components.cluster.executor",
+              {"examples": [upstream["transformed"]], "model": searched["model"]}, plan,
+              {**upstream["props"], "num_clusters": K, "batch_size": 256, "seed": 0})
+    assert ihas_keras.ClusterPlan.load(os.path.join(plan["cluster_plan"][0].uri,
+                                                    "plan.json")).num_clusters == K
+
+    models = {"model": [artifact(standard_artifacts.Model, tmp_path / "routed")],
+              "baseline": [artifact(standard_artifacts.Model, tmp_path / "baseline")]}
+    run_fresh("components.retrain.executor",
+              {"examples": [upstream["transformed"]], "transform_graph": [upstream["graph"]],
+               "search_model": searched["model"], "cluster_plan": [clustered]},
+              models, {**upstream["props"], "backbone": "", "epochs": 1, "batch_size": 256})
+    for key in models:
+        assert os.path.isfile(os.path.join(
+            path_utils.serving_model_path(models[key][0].uri), "saved_model.pb"))
+
+    blessing = {"blessing": [artifact(standard_artifacts.ModelBlessing, tmp_path / "blessing")]}
+    properties = run_fresh("components.evaluate.executor",
+                           {"examples": [upstream["raw"]], "model": retrained["model"],
+                            "baseline": retrained["baseline"]},
+                           blessing, {**upstream["props"], "margin": 1.0})
+    assert properties["blessing"][0]["blessed"] == 1
+    assert os.path.isfile(os.path.join(blessing["blessing"][0].uri, "BLESSED"))
+
+
+LOAD_ALONE = """
+import ihas_keras, keras
+model = keras.saving.load_model({path!r})
+print(type(model).__name__, len(model.recommenders))
+"""
+
+
+def test_a_saved_routed_model_loads_in_a_fresh_process(retrained):
+    path = os.path.join(retrained["model"][0].uri, "routed.keras")
+    result = subprocess.run([sys.executable, "-c", LOAD_ALONE.format(path=path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-2:] == ["RoutedModel", str(K)]

@@ -5,14 +5,15 @@ import json
 import numpy as np
 import tensorflow as tf
 
-from ihas_keras.data import CRITEO, synthesize
+from ihas_keras.data import CRITEO, splits, synthesize
 from ihas_keras.data.ingest import ingest
 from ihas_keras.data.preprocess import SPLITS, raw_feature_spec
 from tests.test_data_parse import CRITEO_ROW
 
 
 def read_split(out_dir, split):
-    files = [str(out_dir / f"Split-{split}" / "data.tfrecord.gz")]
+    files = splits.split_files(str(out_dir), split)
+    assert files == [splits.single_file(str(out_dir), split, splits.EXAMPLES_PREFIX)]
     records = tf.data.TFRecordDataset(files, compression_type="GZIP")
     examples = []
     for serialized in records.batch(1024):

@@ -6,6 +6,7 @@ benchmarks/preprocess_throughput.py.
 """
 
 import json
+import os
 import re
 
 import numpy as np
@@ -13,11 +14,12 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from ihas_keras.cli import main
-from ihas_keras.data import CRITEO, BadInputError, TableFormat, synthesize
+from ihas_cli.main import main
+from ihas_keras.data import CRITEO, TableFormat, splits, synthesize
 from ihas_keras.data.ingest import ingest
 from ihas_keras.data.preprocess import OTHERS_ID, SPLITS, assign_split, raw_feature_spec
 from ihas_keras.data.transform import transform, transformed_dataset, vocabulary_sizes
+from ihas_keras.errors import BadInputError
 from tests.test_data_parse import CRITEO_ROW
 
 KEPT = ("I1", "I2", "C1", "C2", "C3")
@@ -66,12 +68,13 @@ def read_all(path, spec) -> dict:
 
 
 def read_raw(examples, split) -> dict:
-    return read_all(examples / f"Split-{split}" / "data.tfrecord.gz", raw_feature_spec(FEW))
+    return read_all(splits.single_file(str(examples), split, splits.EXAMPLES_PREFIX),
+                    raw_feature_spec(FEW))
 
 
 def read_transformed(out, split) -> dict:
     spec = tft.TFTransformOutput(str(out)).transformed_feature_spec()
-    return read_all(out / f"Split-{split}" / "transformed.tfrecord.gz", spec)
+    return read_all(splits.single_file(str(out), split, splits.TRANSFORMED_PREFIX), spec)
 
 
 def sorted_rows(features: dict) -> np.ndarray:
@@ -143,8 +146,8 @@ def test_missing_inputs_are_named(tmp_path):
         transformed_dataset(str(absent), "eval", FEW, 16)
     for split in ("train", "test"):
         (tmp_path / "examples" / f"Split-{split}").mkdir(parents=True)
-        (tmp_path / "examples" / f"Split-{split}" / "data.tfrecord.gz").touch()
-    missing = tmp_path / "examples" / "Split-eval" / "data.tfrecord.gz"
+        (tmp_path / "examples" / f"Split-{split}" / "data_tfrecord-00000-of-00001.gz").touch()
+    missing = tmp_path / "examples" / "Split-eval"
     with pytest.raises(BadInputError, match=re.escape(str(missing))):
         transform(str(tmp_path / "examples"), FEW, str(tmp_path / "out"))
 
@@ -164,8 +167,10 @@ def test_cli_prepare_writes_examples_and_transform_output(tmp_path, capsys):
     ])  # fmt: skip
     assert code == 0
     for split in SPLITS:
-        assert (out / "examples" / f"Split-{split}" / "data.tfrecord.gz").is_file()
-        assert (out / "transformed" / f"Split-{split}" / "transformed.tfrecord.gz").is_file()
+        assert os.path.isfile(splits.single_file(str(out / "examples"), split,
+                                                 splits.EXAMPLES_PREFIX))
+        assert os.path.isfile(splits.single_file(str(out / "transformed"), split,
+                                                 splits.TRANSFORMED_PREFIX))
     assert set(vocabulary_sizes(str(out / "transformed"), FEW)) == set(FEW.feature_fields)
     printed = capsys.readouterr().out
     assert "rows read 500, accepted 500" in printed and str(out / "transformed") in printed

@@ -47,7 +47,7 @@ def test_serving_api_stubs_import():
 
 def test_cli_prints_the_version():
     out = subprocess.run(
-        [sys.executable, "-m", "ihas_keras.cli", "--version"],
+        [sys.executable, "-m", "ihas_cli", "--version"],
         capture_output=True, text=True, check=True,
     )
     assert out.stdout.strip() == f"ihas {ihas_keras.__version__}"

@@ -15,10 +15,12 @@ import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
 import ihas_keras
-from ihas_keras.cli import main
-from ihas_keras.data import BadInputError, get_format, synthesize
-from ihas_keras.experiments import inference, runner
-from ihas_keras.experiments.variants import Settings, expand
+from experiments import runner
+from experiments.variants import Settings, expand
+from ihas_cli.main import main
+from ihas_keras.data import get_format, synthesize
+from ihas_keras.errors import BadInputError
+from ihas_keras.export import scoring
 from ihas_keras.models.adafs import AdaFS
 from ihas_keras.models.autofield import AutoField
 from tests.planted import KEPT, criteo5_schema
@@ -77,11 +79,14 @@ def test_report_structure_and_ranges(data, report):
 def test_numbers_come_from_the_serving_exports(data, report):
     root, _ = data
     y = runner.test_split(str(root / "out" / "prepared"), get_format("generic", data[1]))[1]
-    batches = inference.raw_test_batches(str(root / "out" / "prepared"), 100)  # not the run's 512
+    examples = str(root / "out" / "prepared" / "examples")
     for name in ("base", "ihas"):
         export = root / "out" / "runs" / name / "seed-0" / "1"
-        prob, clusters, _ = inference.score(inference.load(str(export)), batches)
+        scored = scoring.predict_split(scoring.load_signature(str(export)), examples, "test",
+                                       "label", 100)  # not the run's 512
+        prob, clusters = scored.probability, scored.cluster
         assert len(prob) == len(y) == report["data"]["test_rows"]
+        np.testing.assert_array_equal(scored.labels, y)
         auc = report["variants"][name]["auc"]["mean"]
         assert roc_auc_score(y, prob) == pytest.approx(auc, abs=1e-4)  # float32 round-off
     (planned,) = report["clusters"]["ihas"]
@@ -174,11 +179,11 @@ def test_adafs_trains_bilevel_and_round_trips(tmp_path):
     x, _, ds = toy()
     model = AdaFS(FIELDS, [20] * 6, DIM, mode="hard", k=3)
     model.compile()
-    controller = [v.numpy().copy() for v in model.selector_variables]
+    controller = [v.numpy().copy() for v in model.architecture_variables]
     _, searched = ihas_keras.search(model, ds, ds, pretrain_epochs=1, epochs=1, gate_every=2,
                                     verbose=0)
     assert searched.history["arch_steps"][-1] == 4  # 8 batches, one step after every 2
-    assert any((a != v.numpy()).any() for a, v in zip(controller, model.selector_variables,
+    assert any((a != v.numpy()).any() for a, v in zip(controller, model.architecture_variables,
                                                         strict=True))
     model.save(tmp_path / "adafs.keras")
     loaded = keras.models.load_model(tmp_path / "adafs.keras")
@@ -204,7 +209,7 @@ def test_autofield_search_learns_keep_probabilities():
     keras.utils.set_random_seed(0)
     _, _, ds = toy()
     model = AutoField(FIELDS, [20] * 6, DIM, seed=0)
-    model.compile(arch_optimizer=keras.optimizers.Adam(0.1))
+    model.compile(architecture_optimizer=keras.optimizers.Adam(0.1))
     ihas_keras.search(model, ds, ds, pretrain_epochs=1, epochs=2, gate_every=1, verbose=0)
     keep = model.keep_probability()
     assert not np.allclose(keep, 0.5)

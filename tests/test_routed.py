@@ -30,7 +30,7 @@ def stages(tmp_path_factory):
     train, val = (0, int(ROWS * 0.8)), (int(ROWS * 0.8), int(ROWS * 0.9))
     model = ihas_keras.build_model(sizes, embedding_dim=8, regularization_weight=3e-3, seed=0,
                                    compile=False)
-    model.compile(gate_optimizer=keras.optimizers.Adam(1e-2))
+    model.compile(architecture_optimizer=keras.optimizers.Adam(1e-2))
     ihas_keras.search(model, batches(x, y, *train), batches(x, y, *val), pretrain_epochs=2,
                       epochs=8, gate_every=3, verbose=0)
     plan = ihas_keras.fit_clusters(model, batches(x, y, *train), SEGMENTS, progress=False)

@@ -36,7 +36,7 @@ def searched(polarization: bool):
         {f: VOCAB for f in FIELDS}, embedding_dim=DIM, regularization_weight=1e-3,
         polarization=polarization, seed=0, compile=False,
     )
-    model.compile(gate_optimizer=keras.optimizers.Adam(1e-2))
+    model.compile(architecture_optimizer=keras.optimizers.Adam(1e-2))
     ihas_keras.search(model, batches(ids, labels, 0, 32000), batches(ids, labels, 32000, 36000),
                       pretrain_epochs=2, epochs=6, gate_every=5, verbose=0)
     test = {f: v[36000:] for f, v in ids.items()}
@@ -94,7 +94,7 @@ def test_validation_is_read_only_on_gate_steps():
     train = batches(ids, labels, 0, 5000).filter(lambda x, y: True)
     history = model.fit(train, epochs=2, verbose=0)
     # 20 training batches an epoch -> 5 gate steps an epoch; 10 validation batches read in all.
-    assert history.history["gate_steps"] == [5.0, 5.0]
+    assert history.history["arch_steps"] == [5.0, 5.0]
     assert int(model.base_steps.numpy()) == 40  # no step counted when the data runs out
     assert history.history["open_fraction"][0] < 1.0  # stochastic gates at p = 0.5
     assert int(reads.numpy()) == 10
@@ -107,7 +107,7 @@ def test_no_gate_steps_while_the_gates_are_open():
     model.use_validation(batches(ids, labels, 500, 600), gate_every=1)
     unknown_length = batches(ids, labels, 0, 500).filter(lambda x, y: True)
     history = model.fit(unknown_length, epochs=1, verbose=0)
-    assert history.history["gate_steps"] == [0.0] and history.history["open_fraction"] == [1.0]
+    assert history.history["arch_steps"] == [0.0] and history.history["open_fraction"] == [1.0]
     with pytest.raises(ValueError, match="gate_every"):
         model.use_validation(batches(ids, labels, 500, 600), gate_every=0)
 

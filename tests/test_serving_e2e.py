@@ -17,8 +17,8 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
+from ihas_keras.export.saved_model import raw_input_columns
 from serving.client import GrpcPredictor, RestPredictor
-from serving.export import raw_input_columns
 from serving.models import model_config
 from serving.server import ModelServer
 from tests.test_serving_deploy import DEPLOY
@@ -85,7 +85,7 @@ def test_ihas_predict_scores_raw_rows(server, served_model, in_process, tmp_path
     data.write_text("\n".join([*served_model.raw_lines(N), BAD_ROW]) + "\n")
     out = tmp_path / "scores.tsv"
     port = server.rest_port if rest else server.grpc_port
-    argv = [sys.executable, "-m", "ihas_keras.cli", "predict", str(data), "--format", "generic",
+    argv = [sys.executable, "-m", "ihas_cli", "predict", str(data), "--format", "generic",
             "--schema", served_model.schema, "--server", f"127.0.0.1:{port}",
             "--model_name", "ihas", "--batch_size", "64", "--output", str(out), "--quiet",
             *(["--rest"] if rest else [])]
@@ -108,7 +108,7 @@ def test_ihas_predict_unknown_model_is_a_clear_error(server, served_model, tmp_p
     data = tmp_path / "rows.txt"
     data.write_text("\n".join(served_model.raw_lines(5)) + "\n")
     done = subprocess.run(
-        [sys.executable, "-m", "ihas_keras.cli", "predict", str(data), "--format", "generic",
+        [sys.executable, "-m", "ihas_cli", "predict", str(data), "--format", "generic",
          "--schema", served_model.schema, "--server", f"127.0.0.1:{server.grpc_port}",
          "--model_name", "nope"], capture_output=True, text=True)
     assert done.returncode == 1

@@ -13,8 +13,8 @@ import tensorflow_transform as tft
 from tensorflow_serving.apis import prediction_log_pb2
 
 from ihas_keras.data.preprocess import raw_feature_spec
-from serving.export import WARMUP_FILE, raw_input_columns
-from serving.signatures import CLASSIFY_METHOD, read_saved_model
+from ihas_keras.export.saved_model import WARMUP_FILE, raw_input_columns
+from ihas_keras.export.signatures import CLASSIFY_METHOD, read_saved_model
 
 N = 200
 

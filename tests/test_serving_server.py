@@ -30,11 +30,11 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from ihas_keras import cli
+from ihas_cli import main as cli
+from ihas_keras.export.signatures import CLASSIFY_METHOD, read_signature_defs, set_method_name
 from serving.inference import WARMUP_FILE, replay_warmup
 from serving.models import ModelManager, model_config, read_model_config_file
 from serving.server import ModelServer
-from serving.signatures import CLASSIFY_METHOD, read_signature_defs, set_method_name
 
 FEATURES = {"x": tf.io.FixedLenFeature([], tf.int64), "c": tf.io.FixedLenFeature([], tf.string)}
 
@@ -461,7 +461,7 @@ def test_ihas_serve_process(sources, tmp_path, stop):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "ihas_keras.cli", "serve", "--port", "0",
+        [sys.executable, "-m", "ihas_cli", "serve", "--port", "0",
          "--rest_api_port", str(port),
          "--model_name", "m", "--model_base_path", str(tmp_path / "m")],
         stderr=subprocess.PIPE, text=True,

@@ -7,6 +7,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.cluster import executor
 from components.types import ClusterPlan
+from ihas_keras import defaults
 
 
 class ClusterSpec(types.ComponentSpec):
@@ -34,8 +35,8 @@ class Cluster(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel, format: str,
-                 schema: str | None = None, num_clusters: int = 2, batch_size: int = 2048,
-                 seed: int = 0):
+                 schema: str | None = None, num_clusters: int = defaults.CLUSTERS,
+                 batch_size: int = defaults.BATCH_SIZE, seed: int = defaults.SPLIT_SEED):
         spec = ClusterSpec(
             examples=examples, model=model, format=format, schema=schema,
             num_clusters=num_clusters, batch_size=batch_size, seed=seed,

@@ -2,14 +2,12 @@
 
 import os
 
-import keras
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 import ihas_keras
-from components import splits
 from components.search.executor import MODEL_FILE
-from ihas_keras.data import get_format
+from ihas_keras.data import get_format, splits
 from ihas_keras.plots import widths_heatmap
 
 PLAN_FILE = "plan.json"
@@ -25,7 +23,7 @@ class Executor(base_executor.BaseExecutor):
         examples = artifact_utils.get_single_uri(input_dict["examples"])
         search_dir = artifact_utils.get_single_uri(input_dict["model"])
         plan_dir = artifact_utils.get_single_uri(output_dict["cluster_plan"])
-        search = keras.saving.load_model(os.path.join(search_dir, MODEL_FILE))
+        search = ihas_keras.load_model(os.path.join(search_dir, MODEL_FILE))
         train = splits.dataset(examples, "train", splits.transformed_spec(search.fields, fmt.label),
                              fmt.label, exec_properties["batch_size"])
 

@@ -6,6 +6,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.evaluate import executor
+from ihas_keras import defaults
 
 
 class EvaluateSpec(types.ComponentSpec):
@@ -34,7 +35,7 @@ class Evaluate(base_component.BaseComponent):
 
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
                  baseline: types.BaseChannel, format: str, schema: str | None = None,
-                 margin: float = 0.01):
+                 margin: float = defaults.BLESSING_MARGIN):
         spec = EvaluateSpec(
             examples=examples, model=model, baseline=baseline, format=format, schema=schema,
             margin=float(margin), blessing=types.Channel(type=standard_artifacts.ModelBlessing),

@@ -3,20 +3,18 @@
 import json
 import os
 
-import numpy as np
 import tensorflow as tf
-from sklearn.metrics import log_loss, roc_auc_score
 from tfx.components.evaluator import constants
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
-from components import splits
-from ihas_keras.data import BadInputError, get_format
+from ihas_keras.data import get_format, splits
+from ihas_keras.errors import BadInputError
+from ihas_keras.export import scoring
 
 METRICS_FILE = "metrics.json"
 SPLIT = "test"
-BATCH_SIZE = 4096
 
 
 def score(model_uri: str, examples_uri: str, label: str) -> dict:
@@ -25,17 +23,7 @@ def score(model_uri: str, examples_uri: str, label: str) -> dict:
     export_dir = path_utils.serving_model_path(model_uri)
     if not tf.io.gfile.exists(os.path.join(export_dir, "saved_model.pb")):
         raise BadInputError(f"{export_dir}: no SavedModel (expected the Retrain layout)")
-    serve = tf.saved_model.load(export_dir).signatures["serving_default"]
-    labels, probabilities = [], []
-    for batch in splits.records(examples_uri, SPLIT, BATCH_SIZE):
-        parsed = tf.io.parse_example(batch, {label: tf.io.FixedLenFeature([], tf.int64)})
-        labels.append(parsed[label].numpy())
-        probabilities.append(serve(examples=batch)["probability"].numpy())
-    y, p = np.concatenate(labels), np.concatenate(probabilities).astype("float64")
-    if len(np.unique(y)) < 2:
-        raise BadInputError(f"split {SPLIT!r} of {examples_uri}: AUC needs both labels")
-    return {"auc": float(roc_auc_score(y, p)), "logloss": float(log_loss(y, p, labels=[0, 1])),
-            "examples": len(y)}
+    return scoring.evaluate_export(export_dir, examples_uri, SPLIT, label)[0]
 
 
 class Executor(base_executor.BaseExecutor):

@@ -10,6 +10,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.example_gen import executor
 from components.types import Quarantine
+from ihas_keras import defaults
 
 
 def fingerprint(input_base: str) -> str:
@@ -56,7 +57,8 @@ class RawExampleGen(base_beam_component.BaseBeamComponent):
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
     def __init__(self, input_base: str, format: str = "criteo", schema: str | None = None,
-                 seed: int = 0, max_bad_fraction: float = 0.001):
+                 seed: int = defaults.SPLIT_SEED,
+                 max_bad_fraction: float = defaults.MAX_BAD_FRACTION):
         spec = RawExampleGenSpec(
             input_base=input_base, format=format, schema=schema, seed=seed,
             max_bad_fraction=max_bad_fraction, input_fingerprint=fingerprint(input_base),

@@ -22,12 +22,13 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
-from ihas_keras.data import get_format
+from ihas_keras.data import get_format, splits
 from ihas_keras.data.formats import TableFormat
 from ihas_keras.data.ingest import serialized_examples
 from ihas_keras.data.parse import REASONS, parse_lines
 from ihas_keras.data.preprocess import SPLITS, assign_split
-from ihas_keras.data.read import BadInputError, ReadReport, check_files
+from ihas_keras.data.read import ReadReport, check_counts, check_files, quarantine_record
+from ihas_keras.errors import BadInputError
 
 QUARANTINE_FILE = "quarantine.jsonl"
 COUNTS_FILE = "counts.json"
@@ -65,12 +66,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 )
             )
             for split in SPLITS:
-                prefix = os.path.join(
-                    artifact_utils.get_split_uri([examples], split),
-                    write_split.DEFAULT_TF_RECORD_FILE_NAME,
-                )
                 _ = parsed[split] | f"Write[{split}]" >> beam.io.WriteToTFRecord(
-                    prefix, file_name_suffix=".gz"
+                    splits.shard_prefix(examples.uri, split, splits.EXAMPLES_PREFIX),
+                    file_name_suffix=splits.SUFFIX,
                 )
             _ = parsed[_QUARANTINED] | "WriteQuarantine" >> beam.io.WriteToText(
                 os.path.join(quarantine_dir, _QUARANTINE_PARTS)
@@ -84,15 +82,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         _merge_parts(quarantine_dir, quarantine_path)
         with tf.io.gfile.GFile(counts_path) as f:
             report = ReadReport(**json.load(f))
-        if report.rows_read != report.rows_accepted + report.rows_quarantined:
-            raise RuntimeError(f"rows read != accepted + quarantined: {report.summary()}")
         logging.info("RawExampleGen: %s", report.summary())
-        limit = exec_properties["max_bad_fraction"]
-        if report.bad_fraction > limit:
-            raise BadInputError(
-                f"too many bad rows: {report.summary()}, above max_bad_fraction {limit}; "
-                f"see {quarantine_path} for each row, its file, line number and reason"
-            )
+        check_counts(report, exec_properties["max_bad_fraction"])
 
 
 def input_files(input_base: str, fmt: TableFormat) -> list[str]:
@@ -157,13 +148,8 @@ class _Parse(beam.DoFn):
         for i in (~accepted).nonzero()[0]:
             reason = REASONS[batch["reason"][i]]
             counts[reason] += 1
-            record = {
-                "file": files[i],
-                "line": lines[i],
-                "reason": reason,
-                "row": raw[i].decode("utf-8", "backslashreplace"),
-            }
-            yield beam.pvalue.TaggedOutput(_QUARANTINED, json.dumps(record))
+            yield beam.pvalue.TaggedOutput(
+                _QUARANTINED, quarantine_record(files[i], lines[i], reason, raw[i]))
         yield beam.pvalue.TaggedOutput("counts", counts)
 
 

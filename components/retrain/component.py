@@ -7,6 +7,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.retrain import executor
 from components.types import ClusterPlan
+from ihas_keras import defaults
 
 
 class RetrainSpec(types.ComponentSpec):
@@ -45,8 +46,8 @@ class Retrain(base_component.BaseComponent):
 
     def __init__(self, examples: types.BaseChannel, transform_graph: types.BaseChannel,
                  model: types.BaseChannel, cluster_plan: types.BaseChannel, format: str,
-                 schema: str | None = None, backbone: str = "", epochs: int = 3,
-                 batch_size: int = 2048):
+                 schema: str | None = None, backbone: str = "",
+                 epochs: int = defaults.RETRAIN_EPOCHS, batch_size: int = defaults.BATCH_SIZE):
         spec = RetrainSpec(
             examples=examples, transform_graph=transform_graph, search_model=model,
             cluster_plan=cluster_plan, format=format, schema=schema, backbone=backbone,

@@ -2,19 +2,17 @@
 
 import os
 
-import keras
 import tensorflow_transform as tft
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 import ihas_keras
-from components import splits
 from components.cluster.executor import PLAN_FILE
 from components.search.executor import MODEL_FILE
-from ihas_keras.data import get_format
+from ihas_keras.data import get_format, splits
+from ihas_keras.export.saved_model import export_serving_model
 from ihas_keras.retraining import base_recommender, fit_recommender, retrain
-from serving.export import export_serving_model
 
 ROUTED_FILE = "routed.keras"
 BASELINE_FILE = "baseline.keras"
@@ -33,7 +31,7 @@ class Executor(base_executor.BaseExecutor):
         spec = tft.TFTransformOutput(graph).transformed_feature_spec()
         train = splits.dataset(examples, "train", spec, fmt.label, batch_size, shuffle=True)
         validation = splits.dataset(examples, "eval", spec, fmt.label, batch_size)
-        search = keras.saving.load_model(os.path.join(search_dir, MODEL_FILE))
+        search = ihas_keras.load_model(os.path.join(search_dir, MODEL_FILE))
         plan = ihas_keras.ClusterPlan.load(os.path.join(plan_dir, PLAN_FILE))
         backbone = exec_properties.get("backbone") or search.backbone_kind
 

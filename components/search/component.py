@@ -6,6 +6,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.search import executor
+from ihas_keras import defaults
 
 
 class SearchSpec(types.ComponentSpec):
@@ -42,10 +43,13 @@ class Search(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, examples: types.BaseChannel, transform_graph: types.BaseChannel,
-                 format: str, schema: str | None = None, embedding_dim: int = 16,
-                 backbone: str = "dnn", pretrain_epochs: int = 2, epochs: int = 3,
-                 gate_every: int = 100, batch_size: int = 2048,
-                 regularization_weight: float = 1e-4, seed: int = 0):
+                 format: str, schema: str | None = None,
+                 embedding_dim: int = defaults.EMBEDDING_DIM, backbone: str = defaults.BACKBONE,
+                 pretrain_epochs: int = defaults.PRETRAIN_EPOCHS,
+                 epochs: int = defaults.SEARCH_EPOCHS, gate_every: int = defaults.GATE_EVERY,
+                 batch_size: int = defaults.BATCH_SIZE,
+                 regularization_weight: float = defaults.REGULARIZATION_WEIGHT,
+                 seed: int = defaults.SPLIT_SEED):
         spec = SearchSpec(
             examples=examples, transform_graph=transform_graph, format=format, schema=schema,
             embedding_dim=embedding_dim, backbone=backbone, pretrain_epochs=pretrain_epochs,

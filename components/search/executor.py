@@ -11,8 +11,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 import ihas_keras
-from components import splits
-from ihas_keras.data import get_format
+from ihas_keras.data import get_format, splits
 from ihas_keras.data.transform import vocabulary_sizes
 from ihas_keras.plots import gate_histograms
 

@@ -1,7 +1,8 @@
 """Raw files -> validated, split tf.Examples in gzipped TFRecord files, laid out as TFX's.
 
-OUT/Split-train, Split-eval, Split-test hold `data.tfrecord.gz`; OUT/quarantine.jsonl the rejected
-rows; OUT/counts.json the counts. Empty fields are absent from their tf.Example (the TFX
+OUT/Split-train, Split-eval, Split-test hold `data_tfrecord-00000-of-00001.gz` (the layout of
+`ihas_keras.data.splits`, as TFX's ExampleGen writes it); OUT/quarantine.jsonl the rejected rows;
+OUT/counts.json the counts. Empty fields are absent from their tf.Example (the TFX
 convention), matching `raw_feature_spec`.
 """
 
@@ -14,6 +15,8 @@ import pyarrow as pa
 import tensorflow as tf
 from tfx_bsl.coders import example_coder
 
+from ihas_keras import defaults
+from ihas_keras.data import splits
 from ihas_keras.data.formats import TableFormat
 from ihas_keras.data.preprocess import SPLITS, assign_split
 from ihas_keras.data.read import ReadReport, validate
@@ -45,16 +48,16 @@ def ingest(
     paths: list[str],
     fmt: TableFormat,
     out_dir: str,
-    seed: int = 0,
-    max_bad_fraction: float = 0.001,
+    seed: int = defaults.SPLIT_SEED,
+    max_bad_fraction: float = defaults.MAX_BAD_FRACTION,
     progress: bool = False,
 ) -> ReadReport:
     """Validates PATHS and writes the accepted rows to OUT_DIR by split; returns the counts."""
     writers = {}
     for split in SPLITS:
-        os.makedirs(os.path.join(out_dir, f"Split-{split}"), exist_ok=True)
+        os.makedirs(splits.split_dir(out_dir, split), exist_ok=True)
         writers[split] = tf.io.TFRecordWriter(
-            os.path.join(out_dir, f"Split-{split}", "data.tfrecord.gz"), options="GZIP"
+            splits.single_file(out_dir, split, splits.EXAMPLES_PREFIX), options="GZIP"
         )
 
     def write(batch, accepted):

@@ -11,6 +11,7 @@ The vocabulary of field F is written as the TFT vocabulary file named F, so its 
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from ihas_keras import defaults
 from ihas_keras.data.formats import TableFormat
 
 MISSING_ID = 0
@@ -44,7 +45,8 @@ def _dense_tokens(x, numeric: bool) -> tf.Tensor:
     return numeric_token(x) if numeric else x
 
 
-def make_preprocessing_fn(fmt: TableFormat, frequency_threshold: int = 10):
+def make_preprocessing_fn(fmt: TableFormat,
+                          frequency_threshold: int = defaults.FREQUENCY_THRESHOLD):
     """The preprocessing_fn for FMT: {field: int64 id} plus the label, as described above."""
 
     def preprocessing_fn(inputs: dict) -> dict:
@@ -73,7 +75,7 @@ def make_preprocessing_fn(fmt: TableFormat, frequency_threshold: int = 10):
     return preprocessing_fn
 
 
-def assign_split(files: tf.Tensor, lines: tf.Tensor, seed: int = 0) -> tf.Tensor:
+def assign_split(files: tf.Tensor, lines: tf.Tensor, seed: int = defaults.SPLIT_SEED) -> tf.Tensor:
     """Split index per row (0 train, 1 eval, 2 test: 80/10/10), from its file name and line number.
 
     Deterministic for a seed: the same row lands in the same split on every run and every reader.

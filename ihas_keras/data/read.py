@@ -11,12 +11,10 @@ import os
 
 import tensorflow as tf
 
+from ihas_keras import defaults
 from ihas_keras.data.formats import TableFormat
 from ihas_keras.data.parse import REASONS, parse_lines
-
-
-class BadInputError(ValueError):
-    """Input that cannot be read as the given format, or too many rejected rows."""
+from ihas_keras.errors import BadInputError
 
 
 def _compression(path: str) -> str:
@@ -102,7 +100,7 @@ def validate(
     paths: list[str],
     fmt: TableFormat,
     quarantine_path: str,
-    max_bad_fraction: float = 0.001,
+    max_bad_fraction: float = defaults.MAX_BAD_FRACTION,
     on_batch=None,
     batch_size: int = 4096,
     progress: bool = False,
@@ -126,26 +124,52 @@ def validate(
             for i in (~accepted).nonzero()[0]:
                 reason = REASONS[codes[i]]
                 reasons[reason] += 1
-                record = {
-                    "file": batch["file"][i].decode(),
-                    "line": int(batch["line"][i]),
-                    "reason": reason,
-                    "row": batch["raw"][i].decode("utf-8", "backslashreplace"),
-                }
-                quarantine.write(json.dumps(record) + "\n")
+                quarantine.write(quarantine_record(batch["file"][i].decode(), batch["line"][i],
+                                                   reason, batch["raw"][i]) + "\n")
             if on_batch is not None:
                 on_batch(batch, accepted)
             bar.update(len(codes))
     bar.close()
     report.rows_quarantined = sum(reasons.values())
     report.by_reason = dict(reasons)
-    assert report.rows_read == report.rows_accepted + report.rows_quarantined
+    check_counts(report, max_bad_fraction)
+    return report
+
+
+def quarantine_record(file: str, line: int, reason: str, raw: bytes) -> str:
+    """One quarantine line: a rejected row as JSON, with where it came from and why.
+
+    Args:
+        file: the raw file's path.
+        line: the row's 1-based line number in that file.
+        reason: the rejection reason, one of `REASONS`.
+        raw: the row's bytes as read (undecodable bytes are kept as backslash escapes).
+
+    Returns:
+        `{"file", "line", "reason", "row"}` as one line of JSON, without its newline.
+    """
+    return json.dumps({"file": file, "line": int(line), "reason": reason,
+                       "row": raw.decode("utf-8", "backslashreplace")})
+
+
+def check_counts(report: ReadReport, max_bad_fraction: float) -> None:
+    """Checks a pass's counts once its quarantine is written.
+
+    Args:
+        report: the counts; `report.quarantine` names the quarantine file.
+        max_bad_fraction: the highest fraction of rejected rows that passes.
+
+    Raises:
+        RuntimeError: rows read != rows accepted + rows quarantined (a bug: rows were lost).
+        BadInputError: more than MAX_BAD_FRACTION of the rows were rejected.
+    """
+    if report.rows_read != report.rows_accepted + report.rows_quarantined:
+        raise RuntimeError(f"rows read != accepted + quarantined: {report.summary()}")
     if report.bad_fraction > max_bad_fraction:
         raise BadInputError(
             f"too many bad rows: {report.summary()}, above max_bad_fraction {max_bad_fraction}; "
-            f"see {quarantine_path} for each row, its file, line number and reason"
+            f"see {report.quarantine} for each row, its file, line number and reason"
         )
-    return report
 
 
 def _progress(enabled: bool):

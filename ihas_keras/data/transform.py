@@ -1,8 +1,9 @@
 """Ingested tf.Examples -> TF Transform output: the transform graph and the transformed splits.
 
 OUT/transform_fn, OUT/transformed_metadata: the graph (`tft.TFTransformOutput(OUT)`), analyzed on
-the train split only; OUT/Split-train|eval|test/transformed.tfrecord.gz: gzipped tf.Examples of
-{field: int64 id} plus the label, as `transformed_feature_spec()` describes.
+the train split only; OUT/Split-train|eval|test/transformed_examples-00000-of-00001.gz (the layout
+of `ihas_keras.data.splits`, as TFX's Transform writes it): gzipped tf.Examples of {field: int64
+id} plus the label, as `transformed_feature_spec()` describes.
 """
 
 import os
@@ -15,30 +16,20 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from tensorflow_transform.tf_metadata import schema_utils
 from tfx_bsl.public import tfxio
 
+from ihas_keras import defaults
+from ihas_keras.data import splits
 from ihas_keras.data.formats import TableFormat
 from ihas_keras.data.preprocess import RESERVED_IDS, SPLITS, make_preprocessing_fn, raw_feature_spec
-from ihas_keras.data.read import BadInputError
+from ihas_keras.errors import BadInputError, RowsLostError
 
-EXAMPLES_FILE = "data.tfrecord.gz"
-TRANSFORMED_FILE = "transformed.tfrecord.gz"
 _COUNTER_NAMESPACE = "ihas_transform"
-
-
-def _split_file(root: str, split: str, name: str) -> str:
-    return os.path.join(root, f"Split-{split}", name)
 
 
 def _check_examples(examples_dir: str) -> None:
     if not tf.io.gfile.isdir(examples_dir):
         raise BadInputError(f"{examples_dir}: no such folder of ingested examples")
     for split in SPLITS:
-        path = _split_file(examples_dir, split, EXAMPLES_FILE)
-        if not tf.io.gfile.exists(path):
-            raise BadInputError(f"{path}: no such file (ingest writes one per split)")
-
-
-class RowsLostError(RuntimeError):
-    """A split wrote fewer rows than it read (seen with Beam's multi_processing direct mode)."""
+        splits.split_files(examples_dir, split)
 
 
 class _Count(beam.DoFn):
@@ -55,7 +46,7 @@ class _Count(beam.DoFn):
 def _read(pipeline, examples_dir: str, split: str, schema) -> tuple:
     """(Arrow record batches, their TensorAdapterConfig): a split as TF Transform reads it."""
     source = tfxio.TFExampleRecord(
-        _split_file(examples_dir, split, EXAMPLES_FILE),
+        splits.split_files(examples_dir, split),
         schema=schema,
         telemetry_descriptors=["ihas"],
     )
@@ -75,8 +66,9 @@ def _write(transformed, out_dir: str, split: str) -> None:
         | f"CountWritten[{split}]" >> beam.ParDo(_Count(f"written/{split}"))
         | f"Write[{split}]"
         >> beam.io.WriteToTFRecord(
-            _split_file(out_dir, split, TRANSFORMED_FILE),
-            shard_name_template="",
+            splits.shard_prefix(out_dir, split, splits.TRANSFORMED_PREFIX),
+            file_name_suffix=splits.SUFFIX,
+            num_shards=1,
             compression_type=beam.io.filesystem.CompressionTypes.GZIP,
         )
     )
@@ -86,7 +78,7 @@ def transform(
     examples_dir: str,
     fmt: TableFormat,
     out_dir: str,
-    frequency_threshold: int = 10,
+    frequency_threshold: int = defaults.FREQUENCY_THRESHOLD,
     beam_args: list[str] | None = None,
 ) -> dict[str, int]:
     """Analyzes EXAMPLES_DIR's train split, transforms every split into OUT_DIR; rows per split.
@@ -133,31 +125,23 @@ def vocabulary_sizes(transform_output_dir: str, fmt: TableFormat) -> dict[str, i
     return {f: output.vocabulary_size_by_name(f) + RESERVED_IDS for f in fmt.feature_fields}
 
 
-def example_batches(files, spec: dict, label: str | None, batch_size: int, shuffle=False,
-                    seed=None, shuffle_buffer: int = 10_000) -> tf.data.Dataset:
-    """Batches of ({field: int64 [B]}, label [B]) parsed with SPEC from gzipped tf.Example
-    TFRecord FILES, streamed from disk; without LABEL, the features dict alone."""
-    records = tf.data.TFRecordDataset(files, compression_type="GZIP")
-    if shuffle:
-        records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-
-    def parse(serialized):
-        features = tf.io.parse_example(serialized, spec)
-        return (features, features.pop(label)) if label else features
-
-    return (
-        records.batch(batch_size)
-        .map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-
-
 def transformed_dataset(out_dir: str, split: str, fmt: TableFormat, batch_size: int,
-                        shuffle: bool = False, seed: int | None = None,
-                        shuffle_buffer: int = 10_000) -> tf.data.Dataset:
-    """`example_batches` over a split that `transform` wrote to OUT_DIR. One pass."""
-    path = _split_file(out_dir, split, TRANSFORMED_FILE)
-    if not tf.io.gfile.exists(path):
-        raise BadInputError(f"{path}: no such file (run transform first)")
+                        shuffle: bool = False, seed: int | None = None) -> tf.data.Dataset:
+    """Labeled batches of a split that `transform` wrote to OUT_DIR, streamed; one pass.
+
+    Args:
+        out_dir: `transform`'s output folder.
+        split: "train", "eval" or "test".
+        fmt: the data's format (it names the label).
+        batch_size: examples per batch.
+        shuffle: shuffle through a buffer, anew each epoch.
+        seed: the shuffle's seed.
+
+    Returns:
+        A dataset of ({field: int64 ids [B]}, label [B]).
+
+    Raises:
+        BadInputError: the split is missing (run `transform` first).
+    """
     spec = tft.TFTransformOutput(out_dir).transformed_feature_spec()
-    return example_batches(path, spec, fmt.label, batch_size, shuffle, seed, shuffle_buffer)
+    return splits.dataset(out_dir, split, spec, fmt.label, batch_size, shuffle, seed)

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from ihas_keras import defaults
 from ihas_keras.layers.interactions import CrossNetV2, FMInteraction
 from ihas_keras.layers.mlp import MLP
 
@@ -34,7 +35,8 @@ class Backbone(keras.layers.Layer):
     KINDS = ("dnn", "fm", "wide_deep", "deepfm", "dcn_v2")
     LINEAR_KINDS = ("fm", "wide_deep", "deepfm")
 
-    def __init__(self, kind, widths, hidden_units=(16, 8), cross_layers=2, **kwargs):
+    def __init__(self, kind, widths, hidden_units=defaults.HIDDEN_UNITS,
+                 cross_layers=defaults.CROSS_LAYERS, **kwargs):
         super().__init__(**kwargs)
         if kind not in self.KINDS:
             valid = ", ".join(self.KINDS)

@@ -6,7 +6,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from ihas_keras.layers.threshold import histogram_threshold
+from ihas_keras import defaults
+from ihas_keras.layers.threshold import ThresholdSearcher
 
 
 @tf.custom_gradient
@@ -33,8 +34,11 @@ class BernoulliGate(keras.layers.Layer):
 
     MODES = ("stochastic", "deterministic", "open")
 
-    def __init__(self, units, mode="stochastic", instance_wise=True, temperature=0.1,
-                 initial_probability=0.5, bins=100, smoothing=5, seed=None, **kwargs):
+    def __init__(self, units, mode="stochastic", instance_wise=True,
+                 temperature=defaults.TEMPERATURE,
+                 initial_probability=defaults.INITIAL_PROBABILITY,
+                 bins=defaults.THRESHOLD_BINS, smoothing=defaults.THRESHOLD_SMOOTHING, seed=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.units = int(units)
         self.mode = mode
@@ -43,6 +47,7 @@ class BernoulliGate(keras.layers.Layer):
         self.initial_probability = float(initial_probability)
         self.bins = int(bins)
         self.smoothing = int(smoothing)
+        self.threshold = ThresholdSearcher(self.bins, self.smoothing, name="threshold")
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -82,8 +87,7 @@ class BernoulliGate(keras.layers.Layer):
             u = keras.random.uniform(ops.shape(p), 1e-6, 1 - 1e-6, seed=self.seed_generator)
             noise = ops.log(u) - ops.log(1 - u)
             return _straight_through(ops.sigmoid((logits + noise) / self.temperature)), p
-        threshold = histogram_threshold(p, self.bins, self.smoothing)
-        return ops.cast(p > threshold[:, None], p.dtype), p
+        return ops.cast(p > self.threshold(p)[:, None], p.dtype), p
 
     def compute_output_spec(self, embedded, training=None):
         spec = keras.KerasTensor(embedded.shape, dtype=self.compute_dtype)

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from ihas_keras import defaults
+
 
 @keras.saving.register_keras_serializable(package="ihas")
 class FMInteraction(keras.layers.Layer):
@@ -24,7 +26,7 @@ class FMInteraction(keras.layers.Layer):
 class CrossNetV2(keras.layers.Layer):
     """DCN-v2 full-rank cross layers on [B, D]: x_{l+1} = x_0 * (W_l x_l + b_l) + x_l."""
 
-    def __init__(self, num_layers=2, **kwargs):
+    def __init__(self, num_layers=defaults.CROSS_LAYERS, **kwargs):
         super().__init__(**kwargs)
         self.num_layers = int(num_layers)
 

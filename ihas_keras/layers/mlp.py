@@ -2,6 +2,8 @@
 
 import keras
 
+from ihas_keras import defaults
+
 
 @keras.saving.register_keras_serializable(package="ihas")
 class MLP(keras.layers.Layer):
@@ -10,7 +12,8 @@ class MLP(keras.layers.Layer):
     [B, D] -> [B, hidden_units[-1]] (the input itself if `hidden_units` is empty).
     """
 
-    def __init__(self, hidden_units=(16, 8), activation="relu", dropout=0.0, **kwargs):
+    def __init__(self, hidden_units=defaults.HIDDEN_UNITS, activation="relu", dropout=0.0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.hidden_units = [int(units) for units in hidden_units]
         self.activation = keras.activations.get(activation)

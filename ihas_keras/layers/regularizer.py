@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from ihas_keras import defaults
+
 
 def polarization(p):
     """Mean distance of each example's gate probabilities from that example's mean."""
@@ -18,7 +20,8 @@ class GateRegularizer(keras.regularizers.Regularizer):
     `polarization=False` keeps only the first term (the iHAS-3 ablation).
     """
 
-    def __init__(self, lam: float = 1.2, weight: float = 1e-4, polarization: bool = True):
+    def __init__(self, lam: float = defaults.LAM, weight: float = defaults.REGULARIZATION_WEIGHT,
+                 polarization: bool = True):
         self.lam = float(lam)
         self.weight = float(weight)
         self.polarization = bool(polarization)

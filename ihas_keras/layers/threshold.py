@@ -3,8 +3,11 @@
 import keras
 import tensorflow as tf
 
+from ihas_keras import defaults
 
-def histogram_threshold(p: tf.Tensor, bins: int = 100, smoothing: int = 5) -> tf.Tensor:
+
+def histogram_threshold(p: tf.Tensor, bins: int = defaults.THRESHOLD_BINS,
+                        smoothing: int = defaults.THRESHOLD_SMOOTHING) -> tf.Tensor:
     """Per row of P [B, n] (values in [0, 1]): the lower edge of its histogram's first valley.
 
     Each row's values go into BINS equal bins on [0, 1]; counts are smoothed by a centred moving
@@ -43,7 +46,8 @@ def histogram_threshold(p: tf.Tensor, bins: int = 100, smoothing: int = 5) -> tf
 class ThresholdSearcher(keras.layers.Layer):
     """Layer form of `histogram_threshold`: probabilities [B, n] -> per-example thresholds [B]."""
 
-    def __init__(self, bins: int = 100, smoothing: int = 5, **kwargs):
+    def __init__(self, bins: int = defaults.THRESHOLD_BINS,
+                 smoothing: int = defaults.THRESHOLD_SMOOTHING, **kwargs):
         super().__init__(**kwargs)
         if bins < 3 or smoothing < 1:
             raise ValueError(f"ThresholdSearcher: need bins >= 3 and smoothing >= 1, got "

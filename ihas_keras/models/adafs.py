@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from ihas_keras import defaults
 from ihas_keras.layers.mlp import MLP
 from ihas_keras.models.selection import FieldSelectionModel
 
@@ -21,8 +22,9 @@ class AdaFS(FieldSelectionModel):
 
     MODES = ("soft", "hard")
 
-    def __init__(self, fields, vocab_sizes, embedding_dim=16, backbone="dnn",
-                 hidden_units=(16, 8), cross_layers=2, mode="soft", k=None,
+    def __init__(self, fields, vocab_sizes, embedding_dim=defaults.EMBEDDING_DIM,
+                 backbone=defaults.BACKBONE, hidden_units=defaults.HIDDEN_UNITS,
+                 cross_layers=defaults.CROSS_LAYERS, mode="soft", k=None,
                  controller_units=(16,), **kwargs):
         super().__init__(fields, vocab_sizes, embedding_dim, backbone, hidden_units,
                          cross_layers, **kwargs)
@@ -39,7 +41,7 @@ class AdaFS(FieldSelectionModel):
         self._finish_init()
 
     @property
-    def selector_variables(self) -> list:
+    def architecture_variables(self) -> list:
         return self.controller.trainable_variables + self.controller_head.trainable_variables
 
     def field_weights(self, embedded, training=False):

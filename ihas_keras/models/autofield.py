@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from ihas_keras import defaults
 from ihas_keras.models.selection import FieldSelectionModel
 
 
@@ -18,8 +19,9 @@ class AutoField(FieldSelectionModel):
     choice), and kept at full width otherwise; the most likely field is always kept.
     """
 
-    def __init__(self, fields, vocab_sizes, embedding_dim=16, backbone="dnn",
-                 hidden_units=(16, 8), cross_layers=2, temperature=1.0, threshold=0.5,
+    def __init__(self, fields, vocab_sizes, embedding_dim=defaults.EMBEDDING_DIM,
+                 backbone=defaults.BACKBONE, hidden_units=defaults.HIDDEN_UNITS,
+                 cross_layers=defaults.CROSS_LAYERS, temperature=1.0, threshold=0.5,
                  seed=None, **kwargs):
         super().__init__(fields, vocab_sizes, embedding_dim, backbone, hidden_units,
                          cross_layers, **kwargs)
@@ -32,7 +34,7 @@ class AutoField(FieldSelectionModel):
         self._finish_init()
 
     @property
-    def selector_variables(self) -> list:
+    def architecture_variables(self) -> list:
         return [self.alpha]
 
     def keep_probability(self) -> np.ndarray:

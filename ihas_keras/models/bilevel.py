@@ -1,9 +1,15 @@
-"""The bi-level schedule shared by the iHAS search model and the field-selection baselines: a base
-step on every training batch, and an architecture step on the next validation batch after every
-`every` base steps."""
+"""The bi-level base model of the iHAS search model and the field-selection baselines.
 
+A base step on every training batch updates the base parameters (embeddings, backbone); after
+every `every` base steps an architecture step on the next validation batch updates the
+architecture parameters (the iHAS gates, the AdaFS controller, AutoField's keep/drop logits).
+"""
+
+import keras
 import tensorflow as tf
 from keras import ops
+
+from ihas_keras import defaults
 
 
 class ArchSchedule:
@@ -13,7 +19,7 @@ class ArchSchedule:
     would add: that would read a validation batch ahead of its step. None: no architecture steps.
     """
 
-    def __init__(self, validation=None, every: int = 100):
+    def __init__(self, validation=None, every: int = defaults.GATE_EVERY):
         if every < 1:
             raise ValueError(f"gate_every must be at least 1, got {every}")
         self.iterator = None
@@ -37,3 +43,161 @@ class ArchSchedule:
             return arch_step(x, y)
 
         tf.cond(ops.equal(steps % self.every, 0), step, lambda: ops.zeros(()))
+
+
+def labels(y) -> tf.Tensor:
+    """Labels of any shape [B] or [B, 1] as float32 [B]."""
+    return ops.cast(ops.reshape(y, (-1,)), "float32")
+
+
+class BilevelModel(keras.Model):
+    """{field: int64 ids [B]} -> click probability [B], trained bi-level.
+
+    Subclasses give `forward` (the prediction and what their metrics need), their
+    `architecture_variables`, `architecture_active` and `set_gate_mode`, and may add an
+    `architecture_penalty` (the iHAS gate regularizer) and metrics of their own
+    (`update_forward_metrics`). Everything else is here:
+
+    - `compile(optimizer, architecture_optimizer, loss, metrics)`: `loss` and `metrics` are
+      honoured as in any Keras model (binary cross-entropy and AUC by default); `optimizer`
+      updates every variable but the architecture's, `architecture_optimizer` only those.
+    - `train_step`: a base step minimizing `compute_loss` (the compiled loss plus `self.losses`),
+      then, while `architecture_active` and after `use_validation(val, every)`, an architecture
+      step after every `every` base steps, minimizing `compute_loss` plus
+      `architecture_penalty` on the next validation batch.
+    - `test_step`: the same loss and metrics without updates.
+
+    Logged: `loss` and the compiled metrics (base steps), the subclass's metrics, `arch_loss` and
+    `arch_steps` (architecture steps; training only).
+    """
+
+    TRAINING_ONLY_METRICS = ("arch_loss", "arch_steps")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.arch_loss = keras.metrics.Mean(name="arch_loss")
+        self.arch_steps = keras.metrics.Sum(name="arch_steps")
+        self.base_steps = keras.Variable(0, dtype="int64", trainable=False, name="base_steps")
+        self._schedule = ArchSchedule()
+
+    # What subclasses give ------------------------------------------------------------------------
+
+    def forward(self, inputs, training: bool = False) -> tuple:
+        """(click probability [B], a dict of what `update_forward_metrics` and
+        `architecture_penalty` read)."""
+        raise NotImplementedError
+
+    @property
+    def architecture_variables(self) -> list:
+        """The variables architecture steps update (and base steps leave alone)."""
+        raise NotImplementedError
+
+    @property
+    def architecture_active(self) -> bool:
+        """Whether architecture steps run now (False while pretraining with open gates)."""
+        raise NotImplementedError
+
+    def set_gate_mode(self, mode: str) -> None:
+        """"open" (pretraining: no selection), "stochastic" (searching) or "deterministic"."""
+        raise NotImplementedError
+
+    def architecture_penalty(self, details: dict):
+        """A term added to the architecture steps' loss only; none by default."""
+        del details
+        return ops.zeros(())
+
+    def update_forward_metrics(self, details: dict, rows) -> None:
+        """Updates the subclass's own metrics from a forward pass over ROWS examples."""
+        del details, rows
+
+    # The shared part ----------------------------------------------------------------------------
+
+    def call(self, inputs, training: bool = False):
+        return self.forward(inputs, training=training)[0]
+
+    def use_validation(self, validation, gate_every: int = defaults.GATE_EVERY) -> None:
+        """Architecture steps on VALIDATION ((features, label) batches, repeated as needed), one
+        after every GATE_EVERY training batches; `use_validation(None)` turns them off.
+
+        Raises:
+            ValueError: GATE_EVERY is below 1.
+        """
+        self._schedule = ArchSchedule(validation, gate_every)
+        self.train_function = None
+
+    def compile(self, optimizer=None, architecture_optimizer=None, loss="binary_crossentropy",
+                metrics=None, **kwargs) -> None:
+        """Compiles with two optimizers.
+
+        Args:
+            optimizer: for every variable but the architecture's; default Adam(1e-3, weight
+                decay 1e-6).
+            architecture_optimizer: for the architecture variables; default Adam(1e-3).
+            loss: the prediction loss of both steps; default binary cross-entropy.
+            metrics: metrics of the base and test steps; default `[AUC(name="auc")]`.
+            **kwargs: more `keras.Model.compile` arguments.
+        """
+        optimizer = optimizer or keras.optimizers.Adam(defaults.LEARNING_RATE,
+                                                       weight_decay=defaults.WEIGHT_DECAY)
+        self.architecture_optimizer = architecture_optimizer or keras.optimizers.Adam(
+            defaults.GATE_LEARNING_RATE)
+        metrics = [keras.metrics.AUC(name="auc")] if metrics is None else metrics
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+        # Built here, outside any traced branch, each on its own variables only.
+        self.optimizer.build(self.base_variables)
+        self.architecture_optimizer.build(self.architecture_variables)
+
+    def get_compile_config(self):
+        return None  # two optimizers: call `compile()` again after loading
+
+    @property
+    def base_variables(self) -> list:
+        """Every trainable variable but the architecture's."""
+        architecture = {id(v) for v in self.architecture_variables}
+        return [v for v in self.trainable_variables if id(v) not in architecture]
+
+    def _optimize(self, x, y, sample_weight, variables, optimizer, penalty: bool):
+        with tf.GradientTape() as tape:
+            prediction, details = self.forward(x, training=True)
+            loss = self.compute_loss(x=x, y=y, y_pred=prediction, sample_weight=sample_weight,
+                                     training=True)
+            if penalty:
+                loss = loss + self.architecture_penalty(details)
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return loss, prediction, details
+
+    def _track(self, x, y, prediction, details, loss, sample_weight) -> dict:
+        # Weighted by the batch size: exact means over uneven batches.
+        rows = ops.cast(ops.shape(y)[0], "float32")
+        for metric in self.metrics:
+            if metric.name == "loss":  # Keras's own loss tracker, made by `compile`
+                metric.update_state(loss, sample_weight=rows)
+        self.update_forward_metrics(details, rows)
+        return self.compute_metrics(x, y, prediction, sample_weight)
+
+    def _architecture_step(self, x, y):
+        loss, _, _ = self._optimize(x, labels(y), None, self.architecture_variables,
+                                    self.architecture_optimizer, penalty=True)
+        self.arch_loss.update_state(loss)
+        self.arch_steps.update_state(1.0)
+        return loss
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y = labels(y)
+        loss, prediction, details = self._optimize(x, y, sample_weight, self.base_variables,
+                                                   self.optimizer, penalty=False)
+        logs = self._track(x, y, prediction, details, loss, sample_weight)
+        self._schedule.after_base_step(loss, self.base_steps, self.architecture_active,
+                                       self._architecture_step)
+        return {**logs, **{m.name: m.result() for m in (self.arch_loss, self.arch_steps)}}
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y = labels(y)
+        prediction, details = self.forward(x, training=False)
+        loss = self.compute_loss(x=x, y=y, y_pred=prediction, sample_weight=sample_weight,
+                                 training=False)
+        logs = self._track(x, y, prediction, details, loss, sample_weight)
+        return {k: v for k, v in logs.items() if k not in self.TRAINING_ONLY_METRICS}

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from ihas_keras import defaults
 from ihas_keras.layers.backbone import Backbone
 from ihas_keras.layers.embedding import FieldEmbedding
 
@@ -31,8 +32,9 @@ class Recommender(keras.Model):
     first-order term too).
     """
 
-    def __init__(self, fields, vocab_sizes, widths, backbone="dnn", hidden_units=(16, 8),
-                 cross_layers=2, **kwargs):
+    def __init__(self, fields, vocab_sizes, widths, backbone=defaults.BACKBONE,
+                 hidden_units=defaults.HIDDEN_UNITS, cross_layers=defaults.CROSS_LAYERS,
+                 **kwargs):
         super().__init__(**kwargs)
         self.fields = list(fields)
         self.vocab_sizes = [int(v) for v in vocab_sizes]

@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from ihas_keras import defaults
 from ihas_keras.layers.embedding import FieldEmbedding
 from ihas_keras.layers.gate import BernoulliGate
 from ihas_keras.layers.router import CentroidRouter
@@ -20,9 +21,10 @@ class RoutedModel(keras.Model):
     probabilities back in input order. All standard TF ops, so the graph serves as it is.
     """
 
-    def __init__(self, fields, vocab_sizes, embedding_dim, widths, backbone="dnn",
-                 hidden_units=(16, 8), cross_layers=2, instance_wise=True, bins=100, smoothing=5,
-                 **kwargs):
+    def __init__(self, fields, vocab_sizes, embedding_dim, widths, backbone=defaults.BACKBONE,
+                 hidden_units=defaults.HIDDEN_UNITS, cross_layers=defaults.CROSS_LAYERS,
+                 instance_wise=True, bins=defaults.THRESHOLD_BINS,
+                 smoothing=defaults.THRESHOLD_SMOOTHING, **kwargs):
         super().__init__(**kwargs)
         self.fields = list(fields)
         self.vocab_sizes = [int(v) for v in vocab_sizes]

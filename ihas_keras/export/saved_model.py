@@ -20,7 +20,7 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 from ihas_keras.data.formats import TableFormat
 from ihas_keras.data.parse import INTEGER_PATTERN, REASON_CODE, parse_columns
 from ihas_keras.data.preprocess import raw_feature_spec
-from serving.signatures import CLASSIFY_METHOD, WARMUP_FILE, set_method_name
+from ihas_keras.export.signatures import CLASSIFY_METHOD, WARMUP_FILE, set_method_name
 
 WARMUP_BATCH_SIZES = (1, 64)
 

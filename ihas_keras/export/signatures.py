@@ -6,7 +6,6 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
-PREDICT_METHOD = "tensorflow/serving/predict"
 SERVING_TAG = "serve"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")  # TF Serving's name
 

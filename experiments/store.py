@@ -8,7 +8,7 @@ import dataclasses
 import json
 import os
 
-from ihas_keras.data.read import BadInputError
+from ihas_keras.errors import BadInputError
 
 # Settings that change no number in a run's result.
 _COSMETIC = ("progress", "verbose")

@@ -1,25 +1,45 @@
 """`ihas experiment`: every variant on one prepared split, for each seed, then the report."""
 
+import dataclasses
 import os
 import time
 
 import numpy as np
-from sklearn.metrics import adjusted_rand_score, log_loss, roc_auc_score
+from sklearn.metrics import adjusted_rand_score
 
+from experiments import report as reporting
+from experiments.data import planted_truth, prepare, test_split
+from experiments.store import RunStore
+from experiments.variants import SeedRun, Settings, Trained, search_kind
 from ihas_keras import plots
 from ihas_keras.data.formats import TableFormat
-from ihas_keras.data.read import BadInputError
 from ihas_keras.data.transform import transformed_dataset, vocabulary_sizes
-from ihas_keras.experiments import inference
-from ihas_keras.experiments import report as reporting
-from ihas_keras.experiments.data import planted_truth, prepare, test_split
-from ihas_keras.experiments.store import RunStore
-from ihas_keras.experiments.variants import SeedRun, Settings, Trained, search_kind
+from ihas_keras.errors import BadInputError
+from ihas_keras.export import scoring
+from ihas_keras.export.saved_model import export_serving_model
 from ihas_keras.layers.threshold import histogram_threshold
 
 GATE_ROWS = 2000  # test rows whose gate probabilities are drawn
 GATE_TITLES = {"ihas": "iHAS", "ihas_3": "iHAS-3 (no polarization)",
                "ihas_4": "iHAS-4 (not instance-wise)"}
+
+
+@dataclasses.dataclass(frozen=True)
+class TestSplit:
+    """Where the raw test examples are and how to read them."""
+
+    examples: str  # the folder of raw splits: OUT/prepared/examples
+    label: str
+    batch_size: int
+
+
+def load_signature(export_dir: str):
+    """The `serving_default` signature of a stored run's export; BadInputError naming the
+    folder, and what to do, when it is missing or damaged."""
+    try:
+        return scoring.load_signature(export_dir)
+    except BadInputError as e:
+        raise BadInputError(f"{e}; delete its run to train it again") from None
 
 
 def data_files(path: str) -> list[str]:
@@ -36,13 +56,14 @@ def data_files(path: str) -> list[str]:
     return [path]
 
 
-def evaluate(trained: Trained, export_dir: str, batches: list, y: np.ndarray,
-             truth: dict | None) -> dict:
+def evaluate(trained: Trained, export_dir: str, test: TestSplit, truth: dict | None) -> dict:
     """Test AUC and logloss of the serving export in EXPORT_DIR, the model's parameter count;
     clusters for routed models."""
-    prob, clusters, _ = inference.score(inference.load(export_dir), batches)
-    prob = np.clip(prob.astype("float64"), 1e-7, 1 - 1e-7)
-    result = {"auc": float(roc_auc_score(y, prob)), "logloss": float(log_loss(y, prob)),
+    predictions = scoring.predict_split(load_signature(export_dir), test.examples, "test",
+                                        test.label, test.batch_size)
+    metrics = scoring.binary_metrics(predictions.labels, predictions.probability)
+    clusters = predictions.cluster
+    result = {"auc": metrics["auc"], "logloss": metrics["logloss"],
               "params": int(trained.model.count_params()), "details": trained.details}
     if trained.plan is not None:
         k = trained.plan.num_clusters
@@ -57,15 +78,16 @@ def evaluate(trained: Trained, export_dir: str, batches: list, y: np.ndarray,
 
 
 def train_and_evaluate(seed_run: SeedRun, name: str, store: RunStore, prepared: str,
-                       fmt: TableFormat, test: tuple, truth: dict | None) -> dict:
+                       fmt: TableFormat, test: TestSplit, truth: dict | None) -> dict:
     """Trains variant NAME on SEED_RUN's seed, exports it into STORE, evaluates the export on
-    TEST (raw example batches, labels), stores the result and returns it."""
+    the TEST split's raw examples, stores the result and returns it."""
     start = time.perf_counter()
     trained = seed_run.train(name)
     seconds = time.perf_counter() - start
     seed = seed_run.seed
-    export_dir = inference.export(trained.model, prepared, fmt, store.export_dir(name, seed))
-    result = evaluate(trained, export_dir, *test, truth)
+    export_dir = export_serving_model(trained.model, os.path.join(prepared, "transformed"), fmt,
+                                      store.export_dir(name, seed))
+    result = evaluate(trained, export_dir, test, truth)
     result.update(seed=seed, train_seconds=seconds)
     store.put(name, seed, result)
     return result
@@ -76,8 +98,8 @@ def time_exports(results: dict, store: RunStore, batches: list) -> None:
     split; the exports are timed one after another, in this process."""
     for name, runs in results.items():
         for r in runs:
-            signature = inference.load(store.export_dir(name, r["seed"]))
-            r["inference_seconds"] = inference.score(signature, batches, passes=3)[2]
+            signature = load_signature(store.export_dir(name, r["seed"]))
+            r["inference_seconds"] = scoring.time_passes(signature, batches, passes=3)
 
 
 def gate_histogram(search, x: dict) -> dict:
@@ -110,7 +132,8 @@ def run(data: str, fmt: TableFormat, out: str, seeds: list[int], variants: list[
     train, validation = (transformed_dataset(transformed, split, fmt, s.batch_size)
                          for split in ("train", "eval"))
     x, y = test_split(prepared, fmt)
-    batches = inference.raw_test_batches(prepared, s.inference_batch_size)
+    test = TestSplit(os.path.join(prepared, "examples"), fmt.label, s.inference_batch_size)
+    batches = scoring.raw_batches(test.examples, "test", s.inference_batch_size)
     if len(np.unique(y)) < 2:
         raise BadInputError("the test split has a single label: AUC is undefined")
     truth = planted_truth(paths[0], fmt) if len(paths) == 1 else None
@@ -122,8 +145,8 @@ def run(data: str, fmt: TableFormat, out: str, seeds: list[int], variants: list[
         for name in variants:
             result, how = store.get(name, seed), " (stored)"
             if result is None:
-                result, how = train_and_evaluate(seed_run, name, store, prepared, fmt,
-                                                 (batches, y), truth), ""
+                result, how = train_and_evaluate(seed_run, name, store, prepared, fmt, test,
+                                                 truth), ""
             print(reporting.progress_line(name, result) + how, flush=True)
             results[name].append(result)
             if seed == seeds[0] and "clusters" in result:

@@ -4,8 +4,9 @@ import argparse
 import os
 import sys
 
-from ihas_keras.data import BadInputError, get_format
-from ihas_keras.experiments.variants import Settings, expand
+from experiments.variants import Settings, expand
+from ihas_keras.data import get_format
+from ihas_keras.errors import BadInputError
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -47,7 +48,7 @@ def run_command(args: argparse.Namespace) -> int:
         gate_learning_rate=args.gate_learning_rate, adafs_k=args.adafs_k,
         inference_batch_size=args.inference_batch_size, progress=not args.quiet,
     )
-    from ihas_keras.experiments.runner import run
+    from experiments.runner import run
 
     try:
         run(args.data, fmt, args.out, seeds, variants, settings)

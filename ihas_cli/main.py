@@ -1,4 +1,4 @@
-"""The `ihas` command line: `ihas --version`, `ihas selfcheck`, `ihas data synth|validate|prepare`,
+"""The `ihas` command: `ihas --version`, `ihas selfcheck`, `ihas data synth|validate|prepare`,
 `ihas serve` (a TF Serving-compatible server), `ihas predict` (its client, and TF Serving's).
 
 `ihas data prepare` ingests raw files into OUT/examples (split tf.Examples) and runs TF Transform
@@ -10,8 +10,7 @@ import contextlib
 import os
 import signal
 import sys
-
-from ihas_keras import __version__
+from importlib import metadata
 
 
 def _selfcheck(args: argparse.Namespace) -> int:
@@ -33,7 +32,8 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from ihas_keras.data import BadInputError, get_format, validate
+    from ihas_keras.data import get_format, validate
+    from ihas_keras.errors import BadInputError
 
     quarantine = args.quarantine or os.path.basename(args.paths[0]) + ".quarantine.jsonl"
     try:
@@ -49,9 +49,10 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from ihas_keras.data import BadInputError, get_format
+    from ihas_keras.data import get_format, splits
     from ihas_keras.data.ingest import ingest
-    from ihas_keras.data.transform import RowsLostError, transform
+    from ihas_keras.data.transform import transform
+    from ihas_keras.errors import BadInputError, RowsLostError
 
     examples = os.path.join(args.out, "examples")
     transformed = os.path.join(args.out, "transformed")
@@ -66,9 +67,9 @@ def _prepare(args: argparse.Namespace) -> int:
         return 1
     print(report.summary())
     print("transformed rows: " + ", ".join(f"{split} {n}" for split, n in rows.items()))
-    print(f"examples: {examples}/Split-*/data.tfrecord.gz")
+    print(f"examples: {examples}/Split-*/{splits.EXAMPLES_PREFIX}-*{splits.SUFFIX}")
     print(f"transform graph: {transformed}/transform_fn (tft.TFTransformOutput({transformed!r}))")
-    print(f"transformed splits: {transformed}/Split-*/transformed.tfrecord.gz")
+    print(f"transformed splits: {transformed}/Split-*/{splits.TRANSFORMED_PREFIX}-*{splits.SUFFIX}")
     return 0
 
 
@@ -78,20 +79,25 @@ def _add_raw_input_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", required=True,
                         help="criteo, criteo-test (unlabeled), avazu, or generic with --schema")
     parser.add_argument("--schema", help="schema file (YAML or JSON) for --format generic")
-    parser.add_argument("--max-bad-fraction", type=float, default=0.001,
+    from ihas_keras import defaults
+
+    parser.add_argument("--max-bad-fraction", type=float, default=defaults.MAX_BAD_FRACTION,
                         help="fail when more than this fraction of rows is rejected")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _add_prepare_verb(data_verbs) -> None:
+    from ihas_keras import defaults
+
     prepare = data_verbs.add_parser(
         "prepare", help="ingest raw files into split tf.Examples, then run TF Transform on them"
     )
     _add_raw_input_args(prepare)
     prepare.add_argument("--out", required=True, help="folder: OUT/examples (split tf.Examples, "
                          "quarantine, counts) and OUT/transformed (TF Transform output)")
-    prepare.add_argument("--seed", type=int, default=0, help="seed of the train/eval/test split")
-    prepare.add_argument("--frequency-threshold", type=int, default=10,
+    prepare.add_argument("--seed", type=int, default=defaults.SPLIT_SEED,
+                         help="seed of the train/eval/test split")
+    prepare.add_argument("--frequency-threshold", type=int, default=defaults.FREQUENCY_THRESHOLD,
                          help="values seen fewer times than this in train share the others id")
     prepare.add_argument("--beam-arg", action="append", default=[], metavar="OPTION",
                          help="a Beam pipeline option, repeatable, written with '=': "
@@ -195,7 +201,8 @@ def _add_serve_verb(verbs) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from ihas_keras.data import BadInputError, get_format
+    from ihas_keras.data import get_format
+    from ihas_keras.errors import BadInputError
     from serving.client import GrpcPredictor, RestPredictor, ServerError, predict_files
 
     predictor_class = RestPredictor if args.rest else GrpcPredictor
@@ -238,8 +245,10 @@ def _add_predict_verb(verbs) -> None:
 
 
 def _add_experiment_verb(verbs) -> None:
+    from experiments.variants import DEFAULT_VARIANTS, Settings
+
     def run(args: argparse.Namespace) -> int:
-        from ihas_keras.experiments.command import run_command
+        from ihas_cli.experiment import run_command
 
         return run_command(args)
 
@@ -250,24 +259,35 @@ def _add_experiment_verb(verbs) -> None:
     exp.add_argument("--schema", help="schema file (YAML or JSON) for --format generic")
     exp.add_argument("--out", required=True, help="folder: prepared/ (reused), report, figures")
     exp.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default 1,2,3)")
-    exp.add_argument("--variants", default="base,adafs_soft,adafs_hard,autofield,ihas,ihas_1,"
-                     "ihas_2,ihas_3,ihas_4", help="comma-separated; also ihas@B, base@B")
+    exp.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                     help="comma-separated; also ihas@B, base@B")
     exp.add_argument("--backbones", default="dnn,fm,wide_deep,deepfm",
                      help="adds base@B and ihas@B per backbone B (RQ2); '' for none")
-    exp.add_argument("--clusters", type=int, default=2, help="K")
-    exp.add_argument("--epochs", type=int, default=3, help="epochs of trained/retrained models")
-    exp.add_argument("--pretrain-epochs", type=int, default=2)
-    exp.add_argument("--search-epochs", type=int, default=3)
-    exp.add_argument("--gate-every", type=int, default=100, help="a gate/selector step after "
+    exp.add_argument("--clusters", type=int, default=Settings.clusters, help="K")
+    exp.add_argument("--epochs", type=int, default=Settings.epochs,
+                     help="epochs of trained/retrained models")
+    exp.add_argument("--pretrain-epochs", type=int, default=Settings.pretrain_epochs)
+    exp.add_argument("--search-epochs", type=int, default=Settings.search_epochs)
+    exp.add_argument("--gate-every", type=int, default=Settings.gate_every,
+                     help="a gate/selector step after "
                      "every this many training batches")
-    exp.add_argument("--regularization-weight", type=float, default=1e-4)
-    exp.add_argument("--gate-learning-rate", type=float, default=1e-3)
+    exp.add_argument("--regularization-weight", type=float,
+                     default=Settings.regularization_weight)
+    exp.add_argument("--gate-learning-rate", type=float, default=Settings.gate_learning_rate)
     exp.add_argument("--adafs-k", type=int, help="fields AdaFS-hard keeps (default: half)")
-    exp.add_argument("--batch-size", type=int, default=2048)
-    exp.add_argument("--embedding-dim", type=int, default=16)
-    exp.add_argument("--inference-batch-size", type=int, default=2048)
+    exp.add_argument("--batch-size", type=int, default=Settings.batch_size)
+    exp.add_argument("--embedding-dim", type=int, default=Settings.embedding_dim)
+    exp.add_argument("--inference-batch-size", type=int, default=Settings.inference_batch_size)
     exp.add_argument("--quiet", action="store_true", help="no progress bars")
     exp.set_defaults(func=run)
+
+
+def _version() -> str:
+    """The installed distribution's version, read without importing TensorFlow."""
+    try:
+        return metadata.version("ihas")
+    except metadata.PackageNotFoundError:  # a source tree that was not installed
+        return "0+unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -275,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ihas",
         description="iHAS-Keras: instance-wise hierarchical architecture search for CTR models.",
     )
-    parser.add_argument("--version", action="version", version=f"ihas {__version__}")
+    parser.add_argument("--version", action="version", version=f"ihas {_version()}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     check = verbs.add_parser(
         "selfcheck",
@@ -293,6 +313,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the `ihas` command.
+
+    Args:
+        argv: the arguments after the program name; None for `sys.argv[1:]`.
+
+    Returns:
+        The exit status: 0 on success, 1 for bad input or a failed check, 2 for bad usage.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv == ["--version"]:  # answered before the parser imports TensorFlow for its defaults
+        print(f"ihas {_version()}")
+        return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's INFO lines, unless asked for
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -301,6 +333,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     return args.func(args)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

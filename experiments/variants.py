@@ -9,6 +9,7 @@ import dataclasses
 import keras
 
 import ihas_keras
+from ihas_keras import defaults
 from ihas_keras.layers.backbone import Backbone
 from ihas_keras.models.adafs import AdaFS
 from ihas_keras.models.autofield import AutoField
@@ -88,17 +89,19 @@ def describe(name: str) -> str:
 
 @dataclasses.dataclass
 class Settings:
-    embedding_dim: int = 16
-    batch_size: int = 2048
-    epochs: int = 3  # training epochs of every retrained or plain model (early stopping)
-    pretrain_epochs: int = 2
-    search_epochs: int = 3
-    gate_every: int = 100
-    clusters: int = 2
-    regularization_weight: float = 1e-4
-    gate_learning_rate: float = 1e-3  # iHAS gates and the baselines' selectors alike
-    adafs_k: int | None = None
-    inference_batch_size: int = 2048
+    """How every variant of an experiment is trained and measured (`ihas experiment`'s flags)."""
+
+    embedding_dim: int = defaults.EMBEDDING_DIM
+    batch_size: int = defaults.BATCH_SIZE
+    epochs: int = defaults.RETRAIN_EPOCHS  # of every retrained or plain model (early stopping)
+    pretrain_epochs: int = defaults.PRETRAIN_EPOCHS
+    search_epochs: int = defaults.SEARCH_EPOCHS
+    gate_every: int = defaults.GATE_EVERY
+    clusters: int = defaults.CLUSTERS
+    regularization_weight: float = defaults.REGULARIZATION_WEIGHT
+    gate_learning_rate: float = defaults.GATE_LEARNING_RATE  # gates and selectors alike
+    adafs_k: int | None = None  # fields AdaFS-hard keeps; None: half
+    inference_batch_size: int = defaults.BATCH_SIZE
     verbose: int = 0
     progress: bool = True
 
@@ -125,7 +128,7 @@ class SeedRun:
         return dict(self._searches)
 
     def _selection_fit(self, model):
-        model.compile(arch_optimizer=keras.optimizers.Adam(self.settings.gate_learning_rate))
+        model.compile(architecture_optimizer=keras.optimizers.Adam(self.settings.gate_learning_rate))
         s = self.settings
         ihas_keras.search(model, self.train_data, self.validation_data, s.pretrain_epochs,
                           s.search_epochs, s.gate_every, verbose=s.verbose)
@@ -140,7 +143,7 @@ class SeedRun:
             model = ihas_keras.build_model(
                 self.sizes, s.embedding_dim, regularization_weight=s.regularization_weight,
                 seed=self.seed, compile=False, **_SEARCH_OPTIONS.get(key, {}))
-            model.compile(gate_optimizer=keras.optimizers.Adam(s.gate_learning_rate))
+            model.compile(architecture_optimizer=keras.optimizers.Adam(s.gate_learning_rate))
             ihas_keras.search(model, self.train_data, self.validation_data, s.pretrain_epochs,
                               s.search_epochs, s.gate_every, verbose=s.verbose)
             self._searches[key] = model

@@ -8,8 +8,8 @@ import os
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from experiments.variants import RQ1, RQ3, describe, parse_variant, research_question
 from ihas_keras import plots
-from ihas_keras.experiments.variants import RQ1, RQ3, describe, parse_variant, research_question
 
 SINGLE_SEED_TIE = 0.001  # AUC / logloss difference counted as a tie with one seed
 

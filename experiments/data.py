@@ -8,16 +8,19 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from ihas_keras import defaults
+from ihas_keras.data import splits
 from ihas_keras.data.formats import TableFormat
 from ihas_keras.data.ingest import ingest
 from ihas_keras.data.preprocess import SPLITS, assign_split, raw_feature_spec
-from ihas_keras.data.read import BadInputError, read_table
-from ihas_keras.data.transform import EXAMPLES_FILE, transform
+from ihas_keras.data.read import read_table
+from ihas_keras.data.transform import transform
+from ihas_keras.errors import BadInputError
 
 READY = "READY"
 
 
-def prepare(paths: list[str], fmt: TableFormat, out_dir: str, seed: int = 0,
+def prepare(paths: list[str], fmt: TableFormat, out_dir: str, seed: int = defaults.SPLIT_SEED,
             progress: bool = True) -> tuple[str, dict]:
     """`ihas data prepare` into OUT_DIR (examples/, transformed/), unless a finished one is
     there; returns (the transformed folder, rows per split)."""
@@ -43,10 +46,9 @@ def test_split(out_dir: str, fmt: TableFormat, batch_size: int = 8192) -> tuple[
     ingested raw examples through the TF Transform graph, as serving does."""
     layer = tft.TFTransformOutput(os.path.join(out_dir, "transformed")).transform_features_layer()
     spec = raw_feature_spec(fmt)
-    path = os.path.join(out_dir, "examples", "Split-test", EXAMPLES_FILE)
     parts = {f: [] for f in fmt.feature_fields}
     labels = []
-    for serialized in tf.data.TFRecordDataset(path, "GZIP").batch(batch_size):
+    for serialized in splits.records(os.path.join(out_dir, "examples"), "test", batch_size):
         raw = tf.io.parse_example(serialized, spec)
         labels.append(raw.pop(fmt.label).numpy())
         ids = layer(raw)
@@ -55,7 +57,7 @@ def test_split(out_dir: str, fmt: TableFormat, batch_size: int = 8192) -> tuple[
     return {f: np.concatenate(v) for f, v in parts.items()}, np.concatenate(labels)
 
 
-def planted_truth(path: str, fmt: TableFormat, seed: int = 0) -> dict | None:
+def planted_truth(path: str, fmt: TableFormat, seed: int = defaults.SPLIT_SEED) -> dict | None:
     """For a file written by `ihas data synth` (PATH.truth.tsv and PATH.meta.json beside it):
     {"segments", "probability"} of its accepted test rows in file order, and "meta"; else None."""
     if not (os.path.exists(path + ".truth.tsv") and os.path.exists(path + ".meta.json")):
