@@ -22,8 +22,24 @@ READY = "READY"
 
 def prepare(paths: list[str], fmt: TableFormat, out_dir: str, seed: int = defaults.SPLIT_SEED,
             progress: bool = True) -> tuple[str, dict]:
-    """`ihas data prepare` into OUT_DIR (examples/, transformed/), unless a finished one is
-    there; returns (the transformed folder, rows per split)."""
+    """`ihas data prepare` into OUT_DIR (examples/, transformed/), unless a finished one is there.
+
+    A finished preparation is marked by OUT_DIR/READY, which records the paths, format, seed and
+    rows per split it was made with.
+
+    Args:
+        paths: the raw files.
+        fmt: their format.
+        out_dir: the folder to prepare into (or to reuse).
+        seed: the split seed.
+        progress: show progress bars while ingesting.
+
+    Returns:
+        (the transformed folder, rows per split).
+
+    Raises:
+        BadInputError: OUT_DIR was prepared from other paths, another format or another seed.
+    """
     examples, transformed = (os.path.join(out_dir, d) for d in ("examples", "transformed"))
     ready = os.path.join(out_dir, READY)
     if not os.path.exists(ready):
@@ -42,8 +58,18 @@ def prepare(paths: list[str], fmt: TableFormat, out_dir: str, seed: int = defaul
 
 
 def test_split(out_dir: str, fmt: TableFormat, batch_size: int = 8192) -> tuple[dict, np.ndarray]:
-    """The test split as ({field: int64 ids [n]}, labels [n]), in the raw file's row order: the
-    ingested raw examples through the TF Transform graph, as serving does."""
+    """The test split as ({field: int64 ids [n]}, labels [n]), in the raw file's row order.
+
+    The ingested raw examples go through the TF Transform graph, as serving does.
+
+    Args:
+        out_dir: the prepared folder (`prepare`'s OUT_DIR).
+        fmt: the data's format.
+        batch_size: examples per batch read.
+
+    Returns:
+        ({field: int64 ids [n]}, labels [n]).
+    """
     layer = tft.TFTransformOutput(os.path.join(out_dir, "transformed")).transform_features_layer()
     spec = raw_feature_spec(fmt)
     parts = {f: [] for f in fmt.feature_fields}
@@ -58,8 +84,19 @@ def test_split(out_dir: str, fmt: TableFormat, batch_size: int = 8192) -> tuple[
 
 
 def planted_truth(path: str, fmt: TableFormat, seed: int = defaults.SPLIT_SEED) -> dict | None:
-    """For a file written by `ihas data synth` (PATH.truth.tsv and PATH.meta.json beside it):
-    {"segments", "probability"} of its accepted test rows in file order, and "meta"; else None."""
+    """The planted truth of the test rows of a file written by `ihas data synth`.
+
+    Such a file has PATH.truth.tsv and PATH.meta.json beside it.
+
+    Args:
+        path: the raw file.
+        fmt: its format.
+        seed: the split seed it was prepared with.
+
+    Returns:
+        {"segments", "probability"} of its accepted test rows in file order, and "meta"; None
+        for a file without the truth and meta files.
+    """
     if not (os.path.exists(path + ".truth.tsv") and os.path.exists(path + ".meta.json")):
         return None
     truth = np.loadtxt(path + ".truth.tsv", skiprows=1, ndmin=2)

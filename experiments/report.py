@@ -8,7 +8,7 @@ import os
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from experiments.variants import RQ1, RQ3, describe, parse_variant, research_question
+from experiments.variants import RQ1, RQ3, Settings, describe, parse_variant, research_question
 from ihas_keras import plots
 
 SINGLE_SEED_TIE = 0.001  # AUC / logloss difference counted as a tie with one seed
@@ -20,7 +20,15 @@ def _stats(values) -> dict:
 
 
 def truth_summary(truth: dict | None, labels: np.ndarray) -> dict:
-    """Oracle AUCs of generated data: on the test rows (true probabilities) and over all rows."""
+    """Oracle AUCs of generated data: on the test rows (true probabilities) and over all rows.
+
+    Args:
+        truth: `planted_truth`'s result, or None for data that was not generated.
+        labels: the test rows' labels [n].
+
+    Returns:
+        {"oracle_auc", "oracle_auc_all_rows", "planted_segments"}; {} without TRUTH.
+    """
     if truth is None:
         return {}
     return {"oracle_auc": float(roc_auc_score(labels, truth["probability"])),
@@ -28,8 +36,19 @@ def truth_summary(truth: dict | None, labels: np.ndarray) -> dict:
             "planted_segments": truth["meta"]["segments"]}
 
 
-def build(results: dict, seeds: list, settings, data: dict) -> dict:
-    """The report from RESULTS ({variant: [one result per seed]})."""
+def build(results: dict, seeds: list, settings: Settings, data: dict) -> dict:
+    """The report from RESULTS ({variant: [one result per seed]}).
+
+    Args:
+        results: {variant: [one result per seed]}, each result a run's stored dict.
+        seeds: the seeds, in order.
+        settings: the experiment's settings.
+        data: what the data is (paths, format, rows, ...).
+
+    Returns:
+        {"data", "seeds", "settings", "variants", "clusters", "reading"}: per variant the mean,
+        deviation and runs of each number, the clusters of the routed variants, and `reading`.
+    """
     variants, clusters = {}, {}
     for name, runs in results.items():
         variants[name] = {
@@ -56,7 +75,19 @@ def _verdict(a: dict, b: dict, higher_is_better: bool, single_seed: bool) -> str
 
 
 def compare(report: dict, a: str, b: str) -> str:
-    """One line: how variant A fares against B on AUC and logloss."""
+    """One line: how variant A fares against B on AUC and logloss.
+
+    A difference within the larger standard deviation over seeds (with one seed: within
+    SINGLE_SEED_TIE) is a tie.
+
+    Args:
+        report: the report (`build`).
+        a: a variant's name.
+        b: the variant it is compared with.
+
+    Returns:
+        `A vs B: wins|ties|loses on AUC (+d), wins|ties|loses on logloss (+d)`.
+    """
     va, vb = report["variants"][a], report["variants"][b]
     single = len(report["seeds"]) == 1
     auc = _verdict(va["auc"], vb["auc"], True, single)
@@ -66,7 +97,14 @@ def compare(report: dict, a: str, b: str) -> str:
 
 
 def reading(report: dict) -> list[str]:
-    """Where iHAS wins, ties or loses, question by question, from the numbers alone."""
+    """Where iHAS wins, ties or loses, question by question, from the numbers alone.
+
+    Args:
+        report: the report (`build`).
+
+    Returns:
+        One line per comparison, each starting with its research question (RQ1 to RQ5).
+    """
     names = report["variants"]
     lines = [f"RQ1 {compare(report, 'ihas', b)}" for b in RQ1 if b != "ihas" and b in names
              and "ihas" in names]
@@ -94,6 +132,15 @@ def reading(report: dict) -> list[str]:
 
 
 def progress_line(name: str, result: dict) -> str:
+    """One run on one line: seed, variant, AUC, logloss, parameters and training time.
+
+    Args:
+        name: the variant's name.
+        result: the run's result.
+
+    Returns:
+        The line.
+    """
     return (f"seed {result['seed']} {name}: AUC {result['auc']:.4f} logloss "
             f"{result['logloss']:.4f} params {result['params']:,} (trained in "
             f"{result['train_seconds']:.0f} s)")
@@ -104,6 +151,17 @@ def _cell(stats: dict, digits: int) -> str:
 
 
 def markdown(report: dict) -> str:
+    """The report as Markdown (report.md).
+
+    The data, the table of variants, the clusters of routed variants, the reading and the
+    figures.
+
+    Args:
+        report: the report (`build`).
+
+    Returns:
+        The Markdown text.
+    """
     data, settings = report["data"], report["settings"]
     lines = ["# iHAS experiment", "",
              f"Data: {', '.join(data['paths'])} ({data['format']}, {data['fields']} fields); "
@@ -142,7 +200,17 @@ def markdown(report: dict) -> str:
 
 
 def write(report: dict, out: str) -> list[str]:
-    """Writes the bar charts, OUT/report.json and OUT/report.md; returns the charts' names."""
+    """Writes the bar charts, OUT/report.json and OUT/report.md; returns the charts' names.
+
+    The charts' names are added to the report's "figures" first.
+
+    Args:
+        report: the report (`build`).
+        out: the experiment's folder.
+
+    Returns:
+        The charts' file names (auc.png, inference.png).
+    """
     variants = report["variants"]
     charts = [
         plots.metric_bars({n: v["auc"]["mean"] for n, v in variants.items()},

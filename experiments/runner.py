@@ -5,6 +5,7 @@ import os
 import time
 
 import numpy as np
+import tensorflow as tf
 from sklearn.metrics import adjusted_rand_score
 
 from experiments import report as reporting
@@ -18,6 +19,7 @@ from ihas_keras.errors import BadInputError
 from ihas_keras.export import scoring
 from ihas_keras.export.saved_model import export_serving_model
 from ihas_keras.layers.threshold import histogram_threshold
+from ihas_keras.models import SearchModel
 
 GATE_ROWS = 2000  # test rows whose gate probabilities are drawn
 GATE_TITLES = {"ihas": "iHAS", "ihas_3": "iHAS-3 (no polarization)",
@@ -26,16 +28,31 @@ GATE_TITLES = {"ihas": "iHAS", "ihas_3": "iHAS-3 (no polarization)",
 
 @dataclasses.dataclass(frozen=True)
 class TestSplit:
-    """Where the raw test examples are and how to read them."""
+    """Where the raw test examples are and how to read them.
+
+    Attributes:
+        examples: the folder of raw splits: OUT/prepared/examples.
+        label: the label's feature name.
+        batch_size: examples per call of a serving signature.
+    """
 
     examples: str  # the folder of raw splits: OUT/prepared/examples
     label: str
     batch_size: int
 
 
-def load_signature(export_dir: str):
-    """The `serving_default` signature of a stored run's export; BadInputError naming the
-    folder, and what to do, when it is missing or damaged."""
+def load_signature(export_dir: str) -> tf.types.experimental.ConcreteFunction:
+    """The `serving_default` signature of a stored run's export.
+
+    Args:
+        export_dir: the run's export (`RunStore.export_dir`).
+
+    Returns:
+        The signature (`scoring.load_signature`).
+
+    Raises:
+        BadInputError: naming the folder, and what to do, when it is missing or damaged.
+    """
     try:
         return scoring.load_signature(export_dir)
     except BadInputError as e:
@@ -43,7 +60,19 @@ def load_signature(export_dir: str):
 
 
 def data_files(path: str) -> list[str]:
-    """PATH itself, or the files of a folder (sorted); BadInputError when there is nothing."""
+    """PATH itself, or the files of a folder (sorted).
+
+    A folder's `.truth.tsv` and `.meta.json` files are left out.
+
+    Args:
+        path: a data file or a folder of data files.
+
+    Returns:
+        The data files.
+
+    Raises:
+        BadInputError: when there is nothing: no such file, or a folder without data files.
+    """
     if os.path.isdir(path):
         files = sorted(os.path.join(path, f) for f in os.listdir(path)
                        if os.path.isfile(os.path.join(path, f)) and not f.endswith(
@@ -57,8 +86,23 @@ def data_files(path: str) -> list[str]:
 
 
 def evaluate(trained: Trained, export_dir: str, test: TestSplit, truth: dict | None) -> dict:
-    """Test AUC and logloss of the serving export in EXPORT_DIR, the model's parameter count;
-    clusters for routed models."""
+    """Test AUC and logloss of the serving export in EXPORT_DIR, the model's parameter count.
+
+    For routed models also the clusters: their train and test sizes, their widths, and the
+    adjusted Rand index against the planted segments when TRUTH is given.
+
+    Args:
+        trained: the trained variant.
+        export_dir: its serving export.
+        test: the raw test split.
+        truth: `planted_truth`'s result, or None.
+
+    Returns:
+        {"auc", "logloss", "params", "details"}, and "clusters" for routed models.
+
+    Raises:
+        BadInputError: the export cannot be loaded, or the test labels are all equal.
+    """
     predictions = scoring.predict_split(load_signature(export_dir), test.examples, "test",
                                         test.label, test.batch_size)
     metrics = scoring.binary_metrics(predictions.labels, predictions.probability)
@@ -79,8 +123,23 @@ def evaluate(trained: Trained, export_dir: str, test: TestSplit, truth: dict | N
 
 def train_and_evaluate(seed_run: SeedRun, name: str, store: RunStore, prepared: str,
                        fmt: TableFormat, test: TestSplit, truth: dict | None) -> dict:
-    """Trains variant NAME on SEED_RUN's seed, exports it into STORE, evaluates the export on
-    the TEST split's raw examples, stores the result and returns it."""
+    """Trains variant NAME on SEED_RUN's seed, exports it into STORE and evaluates the export.
+
+    The export is evaluated on the TEST split's raw examples; the result, with the seed and the
+    training time, is stored and returned.
+
+    Args:
+        seed_run: the seed's data, settings and shared searches.
+        name: the variant's name.
+        store: where the export and the result go.
+        prepared: the prepared folder (OUT/prepared).
+        fmt: the data's format.
+        test: the raw test split.
+        truth: `planted_truth`'s result, or None.
+
+    Returns:
+        `evaluate`'s result, plus "seed" and "train_seconds".
+    """
     start = time.perf_counter()
     trained = seed_run.train(name)
     seconds = time.perf_counter() - start
@@ -94,24 +153,53 @@ def train_and_evaluate(seed_run: SeedRun, name: str, store: RunStore, prepared: 
 
 
 def time_exports(results: dict, store: RunStore, batches: list) -> None:
-    """RQ4: sets each run's "inference_seconds", its export's fastest of 3 passes over the test
-    split; the exports are timed one after another, in this process."""
+    """RQ4: sets each run's "inference_seconds" from its export's timing.
+
+    A run's "inference_seconds" is its export's fastest of 3 passes over the test split; the
+    exports are timed one after another, in this process.
+
+    Args:
+        results: {variant: [one result per seed]}, updated in place.
+        store: where the runs' exports are.
+        batches: the test split's serialized raw tf.Examples (`scoring.raw_batches`).
+    """
     for name, runs in results.items():
         for r in runs:
             signature = load_signature(store.export_dir(name, r["seed"]))
             r["inference_seconds"] = scoring.time_passes(signature, batches, passes=3)
 
 
-def gate_histogram(search, x: dict) -> dict:
-    """SEARCH's gate probabilities on the first GATE_ROWS test rows, as a histogram with the
-    median per-example threshold."""
+def gate_histogram(search: SearchModel, x: dict) -> dict:
+    """SEARCH's gate probabilities on the first GATE_ROWS test rows, as a histogram.
+
+    The histogram carries the median per-example threshold.
+
+    Args:
+        search: a search model.
+        x: the test split's {field: int64 ids [n]} (`test_split`).
+
+    Returns:
+        The histogram (`plots.gate_histogram`).
+    """
     p = search.gated({f: v[:GATE_ROWS] for f, v in x.items()})[2].numpy()
     return plots.gate_histogram(p, histogram_threshold(p).numpy())
 
 
 def gate_figure(store: RunStore, variants: list[str], seed: int, path: str) -> str | None:
-    """Gate histograms of the searches behind VARIANTS on SEED, as stored by the runs that
-    trained them (this one or an earlier one); None when there are none."""
+    """Gate histograms of the searches behind VARIANTS on SEED, drawn into PATH.
+
+    The histograms are those stored by the runs that trained the searches (this one or an
+    earlier one).
+
+    Args:
+        store: where the histograms are.
+        variants: the experiment's variants.
+        seed: the seed whose searches are drawn.
+        path: the figure's file.
+
+    Returns:
+        The figure's path; None when there are no histograms.
+    """
     kinds = {search_kind(name) for name in variants}
     histograms = {title: h for kind, title in GATE_TITLES.items()
                   if kind in kinds and (h := store.get(kind, seed, "gates")) is not None}
@@ -120,9 +208,28 @@ def gate_figure(store: RunStore, variants: list[str], seed: int, path: str) -> s
 
 def run(data: str, fmt: TableFormat, out: str, seeds: list[int], variants: list[str],
         settings: Settings | None = None) -> dict:
-    """Prepares DATA into OUT/prepared (or reuses it), trains and evaluates every variant for
-    every seed (or reads its result from OUT/runs: see store.py), writes OUT/report.json,
-    OUT/report.md and the figures; returns the report."""
+    """Runs the experiment on DATA into OUT, and writes its report.
+
+    Prepares DATA into OUT/prepared (or reuses it), trains and evaluates every variant for every
+    seed (or reads its result from OUT/runs: see store.py), writes OUT/report.json, OUT/report.md
+    and the figures.
+
+    Args:
+        data: a data file or a folder of data files.
+        fmt: their format.
+        out: the experiment's folder.
+        seeds: the seeds, in order.
+        variants: the variants' names (`variants.expand`).
+        settings: how every variant is trained and measured; None for the defaults.
+
+    Returns:
+        The report (`report.build`).
+
+    Raises:
+        BadInputError: there are no data files; OUT/prepared or a stored run was made from
+            other data or settings, or a stored run or export is unreadable; or the test split
+            has a single label.
+    """
     s = settings or Settings()
     paths = data_files(data)
     os.makedirs(out, exist_ok=True)

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 
+from experiments.variants import Settings
 from ihas_keras.errors import BadInputError
 
 # Settings that change no number in a run's result.
@@ -16,15 +17,29 @@ _COSMETIC = ("progress", "verbose")
 EVALUATION = "serving export"
 
 
-def comparable(settings) -> dict:
+def comparable(settings: Settings) -> dict:
+    """The settings a run's numbers depend on, and how the run is evaluated.
+
+    Args:
+        settings: the experiment's settings.
+
+    Returns:
+        Every setting but the cosmetic ones ("progress", "verbose"), plus "evaluation".
+    """
     kept = {k: v for k, v in dataclasses.asdict(settings).items() if k not in _COSMETIC}
     return {**kept, "evaluation": EVALUATION}
 
 
 class RunStore:
-    """The runs under OUT/runs made with SETTINGS on the data files PATHS."""
+    """The runs under OUT/runs made with SETTINGS on the data files PATHS.
 
-    def __init__(self, out: str, settings, paths: list[str]):
+    Args:
+        out: the experiment's folder.
+        settings: the experiment's settings.
+        paths: the data files.
+    """
+
+    def __init__(self, out: str, settings: Settings, paths: list[str]) -> None:
         self.root = os.path.join(out, "runs")
         self.made_with = {"settings": comparable(settings),
                           "paths": [os.path.abspath(p) for p in paths]}
@@ -33,11 +48,31 @@ class RunStore:
         return os.path.join(self.root, variant, f"seed-{seed}{part and '.' + part}.json")
 
     def export_dir(self, variant: str, seed: int) -> str:
+        """The serving export of VARIANT on SEED: a version folder for `ihas serve`.
+
+        Args:
+            variant: the variant's name.
+            seed: the seed.
+
+        Returns:
+            OUT/runs/VARIANT/seed-SEED/1.
+        """
         return os.path.join(self.root, variant, f"seed-{seed}", "1")
 
     def get(self, variant: str, seed: int, part: str = "") -> dict | None:
-        """The stored result of VARIANT on SEED (or its PART, such as "gates"), or None;
-        BadInputError when it is unreadable or was made with other settings or data."""
+        """The stored result of VARIANT on SEED (or its PART, such as "gates"), or None.
+
+        Args:
+            variant: the variant's name (or a search's kind, for "gates").
+            seed: the seed.
+            part: "" for the run's result, or a part's name.
+
+        Returns:
+            The result; None when none is stored.
+
+        Raises:
+            BadInputError: it is unreadable or was made with other settings or data.
+        """
         path = self._path(variant, seed, part)
         if not os.path.exists(path):
             return None
@@ -57,7 +92,14 @@ class RunStore:
         return result
 
     def put(self, variant: str, seed: int, result: dict, part: str = "") -> None:
-        """Stores RESULT (or PART) atomically (a killed process leaves no half-written run)."""
+        """Stores RESULT (or PART) atomically (a killed process leaves no half-written run).
+
+        Args:
+            variant: the variant's name (or a search's kind, for "gates").
+            seed: the seed.
+            result: what to store (JSON).
+            part: "" for the run's result, or a part's name.
+        """
         path = self._path(variant, seed, part)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path + ".tmp", "w") as f:

@@ -5,15 +5,19 @@ Names: `base`, `adafs_soft`, `adafs_hard`, `autofield`, `ihas` (RQ1); `ihas_1`..
 """
 
 import dataclasses
+from collections.abc import Iterable
 
 import keras
+import tensorflow as tf
 
 import ihas_keras
 from ihas_keras import defaults
+from ihas_keras.cluster import ClusterPlan
 from ihas_keras.layers.backbone import Backbone
 from ihas_keras.models.adafs import AdaFS
 from ihas_keras.models.autofield import AutoField
 from ihas_keras.models.recommender import Recommender
+from ihas_keras.models.search import SearchModel
 from ihas_keras.retraining import base_recommender, fit_recommender
 
 DESCRIPTIONS = {
@@ -35,7 +39,18 @@ _SEARCH_OPTIONS = {"ihas_3": {"polarization": False}, "ihas_4": {"instance_wise"
 
 
 def parse_variant(name: str) -> tuple[str, str]:
-    """`name` -> (kind, backbone); raises ValueError for an unknown name or backbone."""
+    """`name` -> (kind, backbone).
+
+    Args:
+        name: a variant's name, such as "ihas" or "base@fm".
+
+    Returns:
+        (the kind, such as "ihas"; the backbone, "dnn" when NAME names none).
+
+    Raises:
+        ValueError: an unknown name or backbone, or a backbone on a kind other than ihas and
+            base.
+    """
     kind, _, backbone = name.partition("@")
     if kind not in DESCRIPTIONS:
         raise ValueError(f"unknown variant {name!r}; known: {', '.join(DESCRIPTIONS)}, "
@@ -50,7 +65,17 @@ def parse_variant(name: str) -> tuple[str, str]:
 
 
 def search_kind(name: str) -> str | None:
-    """The search variant NAME is made from ("ihas", "ihas_3" or "ihas_4"); None for none."""
+    """The search variant NAME is made from ("ihas", "ihas_3" or "ihas_4"); None for none.
+
+    Args:
+        name: a variant's name.
+
+    Returns:
+        The search's kind, or None for a variant without an iHAS search.
+
+    Raises:
+        ValueError: NAME is not a variant (`parse_variant`).
+    """
     kind, _ = parse_variant(name)
     if not kind.startswith("ihas"):
         return None
@@ -58,12 +83,34 @@ def search_kind(name: str) -> str | None:
 
 
 def canonical(name: str) -> str:
+    """The canonical name of a variant: `ihas@dnn` is `ihas`, `base@dnn` is `base`.
+
+    Args:
+        name: a variant's name.
+
+    Returns:
+        KIND for the DNN backbone, KIND@BACKBONE for another.
+
+    Raises:
+        ValueError: NAME is not a variant (`parse_variant`).
+    """
     kind, backbone = parse_variant(name)
     return kind if backbone == "dnn" else f"{kind}@{backbone}"
 
 
-def expand(variants, backbones) -> list[str]:
-    """The variants plus `base@B` and `ihas@B` for each backbone B, canonical, in order, once."""
+def expand(variants: Iterable[str], backbones: Iterable[str]) -> list[str]:
+    """The variants plus `base@B` and `ihas@B` for each backbone B, canonical, in order, once.
+
+    Args:
+        variants: variants' names.
+        backbones: backbones B.
+
+    Returns:
+        The canonical names, without repeats.
+
+    Raises:
+        ValueError: a name is not a variant, or a backbone is unknown (`parse_variant`).
+    """
     names = [canonical(v) for v in variants]
     for b in backbones:
         names += [canonical(f"base@{b}"), canonical(f"ihas@{b}")]
@@ -71,6 +118,14 @@ def expand(variants, backbones) -> list[str]:
 
 
 def research_question(name: str) -> str:
+    """The research question a variant answers.
+
+    Args:
+        name: a variant's name.
+
+    Returns:
+        "RQ2" for a backbone other than the DNN, "RQ3" for the ablations, else "RQ1".
+    """
     kind, backbone = parse_variant(name)
     if backbone != "dnn":
         return "RQ2"
@@ -78,6 +133,15 @@ def research_question(name: str) -> str:
 
 
 def describe(name: str) -> str:
+    """What a variant is, in one sentence (the report's "what it is").
+
+    Args:
+        name: a variant's name.
+
+    Returns:
+        Its entry of DESCRIPTIONS for the DNN backbone; for another, a sentence naming the
+        backbone.
+    """
     kind, backbone = parse_variant(name)
     if backbone == "dnn":
         return DESCRIPTIONS[kind]
@@ -89,7 +153,24 @@ def describe(name: str) -> str:
 
 @dataclasses.dataclass
 class Settings:
-    """How every variant of an experiment is trained and measured (`ihas experiment`'s flags)."""
+    """How every variant of an experiment is trained and measured (`ihas experiment`'s flags).
+
+    Attributes:
+        embedding_dim: the full width of every field's embedding.
+        batch_size: examples per training batch.
+        epochs: epochs of every retrained or plain model (early stopping).
+        pretrain_epochs: the searches' epochs with the gates open.
+        search_epochs: the searches' epochs of bi-level search.
+        gate_every: training batches between two gate steps.
+        clusters: K, the clusters of the routed variants.
+        regularization_weight: the gate regularizer's weight.
+        gate_learning_rate: the architecture optimizer's learning rate, gates and selectors
+            alike.
+        adafs_k: fields AdaFS-hard keeps; None: half.
+        inference_batch_size: examples per call of a serving export.
+        verbose: Keras's verbosity.
+        progress: show progress bars.
+    """
 
     embedding_dim: int = defaults.EMBEDDING_DIM
     batch_size: int = defaults.BATCH_SIZE
@@ -108,6 +189,15 @@ class Settings:
 
 @dataclasses.dataclass
 class Trained:
+    """A trained variant.
+
+    Attributes:
+        model: the model that is exported and evaluated.
+        search: the search model behind an iHAS variant.
+        plan: its ClusterPlan.
+        details: what else the result records about the variant (such as AdaFS's k).
+    """
+
     model: keras.Model
     search: object = None  # the search model behind an iHAS variant
     plan: object = None  # its ClusterPlan
@@ -115,9 +205,18 @@ class Trained:
 
 
 class SeedRun:
-    """One seed's data and settings, and the searches and cluster plans variants share."""
+    """One seed's data and settings, and the searches and cluster plans variants share.
 
-    def __init__(self, sizes: dict, train, validation, settings: Settings, seed: int):
+    Args:
+        sizes: {field: vocabulary size}, in field order.
+        train: the train split's (features, label) batches.
+        validation: the eval split's (features, label) batches.
+        settings: how the variants are trained.
+        seed: the seed.
+    """
+
+    def __init__(self, sizes: dict, train: tf.data.Dataset, validation: tf.data.Dataset,
+                 settings: Settings, seed: int) -> None:
         self.sizes, self.train_data, self.validation_data = sizes, train, validation
         self.settings, self.seed = settings, seed
         self._searches, self._plans = {}, {}
@@ -127,15 +226,23 @@ class SeedRun:
         """The search models made so far, by kind ("ihas", "ihas_3", "ihas_4")."""
         return dict(self._searches)
 
-    def _selection_fit(self, model):
-        model.compile(architecture_optimizer=keras.optimizers.Adam(self.settings.gate_learning_rate))
+    def _bilevel_fit(self, model):
+        """Compiles a bi-level MODEL (search or selection) and runs the search stage on it."""
         s = self.settings
+        model.compile(architecture_optimizer=keras.optimizers.Adam(s.gate_learning_rate))
         ihas_keras.search(model, self.train_data, self.validation_data, s.pretrain_epochs,
                           s.search_epochs, s.gate_every, verbose=s.verbose)
         return model
 
-    def search(self, kind: str = "ihas"):
-        """The (cached) search model of KIND: the iHAS search or an ablation's own."""
+    def search(self, kind: str = "ihas") -> SearchModel:
+        """The (cached) search model of KIND: the iHAS search or an ablation's own.
+
+        Args:
+            kind: a variant's name; its search (`search_kind`) is the one made.
+
+        Returns:
+            The searched model.
+        """
         key = search_kind(kind)
         if key not in self._searches:
             s = self.settings
@@ -143,13 +250,19 @@ class SeedRun:
             model = ihas_keras.build_model(
                 self.sizes, s.embedding_dim, regularization_weight=s.regularization_weight,
                 seed=self.seed, compile=False, **_SEARCH_OPTIONS.get(key, {}))
-            model.compile(architecture_optimizer=keras.optimizers.Adam(s.gate_learning_rate))
-            ihas_keras.search(model, self.train_data, self.validation_data, s.pretrain_epochs,
-                              s.search_epochs, s.gate_every, verbose=s.verbose)
-            self._searches[key] = model
+            self._searches[key] = self._bilevel_fit(model)
         return self._searches[key]
 
-    def plan(self, kind: str, clusters: int):
+    def plan(self, kind: str, clusters: int) -> ClusterPlan:
+        """The (cached) cluster plan of KIND's search model with CLUSTERS clusters.
+
+        Args:
+            kind: a variant's name; the plan is made from its search (`search`).
+            clusters: K.
+
+        Returns:
+            The plan.
+        """
         key = (search_kind(kind), clusters)
         if key not in self._plans:
             self._plans[key] = ihas_keras.fit_clusters(self.search(kind), self.train_data, clusters,
@@ -157,7 +270,17 @@ class SeedRun:
         return self._plans[key]
 
     def train(self, name: str) -> Trained:
-        """Trains variant NAME from scratch (sharing searches and plans); returns the model."""
+        """Trains variant NAME from scratch (sharing searches and plans); returns the model.
+
+        Args:
+            name: the variant's name.
+
+        Returns:
+            The trained variant.
+
+        Raises:
+            ValueError: NAME is not a variant (`parse_variant`).
+        """
         kind, backbone = parse_variant(name)
         s, fields, vocab = self.settings, list(self.sizes), list(self.sizes.values())
         keras.utils.set_random_seed(self.seed)
@@ -167,9 +290,9 @@ class SeedRun:
             return Trained(self._fit(model))
         if kind.startswith("adafs"):
             model = AdaFS(fields, vocab, s.embedding_dim, mode=kind.split("_")[1], k=s.adafs_k)
-            return Trained(self._selection_fit(model), details={"k": model.k})
+            return Trained(self._bilevel_fit(model), details={"k": model.k})
         if kind == "autofield":
-            search = self._selection_fit(AutoField(fields, vocab, s.embedding_dim,
+            search = self._bilevel_fit(AutoField(fields, vocab, s.embedding_dim,
                                                    seed=self.seed))
             widths = search.retrain_widths()
             model = Recommender(fields, vocab, widths, name="autofield")

@@ -10,6 +10,17 @@ from ihas_keras.errors import BadInputError
 
 
 def parse_seeds(text: str) -> list[int]:
+    """The seeds of `--seeds`.
+
+    Args:
+        text: integers separated by commas.
+
+    Returns:
+        The seeds, in order.
+
+    Raises:
+        ValueError: TEXT holds something other than integers, no integer, or one twice.
+    """
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
@@ -24,7 +35,14 @@ def _names(text: str) -> list[str]:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Exit status 2 with one error line on bad input; 0 after writing the report."""
+    """Checks the arguments, then runs the experiment.
+
+    Args:
+        args: the parsed `ihas experiment` flags.
+
+    Returns:
+        The exit status: 2 with one error line on bad input; 0 after writing the report.
+    """
     try:
         seeds = parse_seeds(args.seeds)
         variants = expand(_names(args.variants), _names(args.backbones))

@@ -227,6 +227,8 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _add_predict_verb(verbs) -> None:
+    from serving.client import REQUEST_BATCH_SIZE
+
     predict = verbs.add_parser(
         "predict", help="score raw rows with a served model (TF Serving or `ihas serve`): "
         "click probability and cluster per row"
@@ -237,7 +239,8 @@ def _add_predict_verb(verbs) -> None:
     predict.add_argument("--rest", action="store_true", help="use the REST API instead of gRPC")
     predict.add_argument("--model_name", default="ihas", help="the served model's name")
     predict.add_argument("--model_version", type=int, help="a version (default: the latest)")
-    predict.add_argument("--batch_size", type=int, default=256, help="rows per request")
+    predict.add_argument("--batch_size", type=int, default=REQUEST_BATCH_SIZE,
+                         help="rows per request")
     predict.add_argument("--timeout", type=float, default=30, help="seconds per request")
     predict.add_argument("--output", help="TSV file for `file line probability cluster` "
                          "(default: standard output)")
@@ -291,6 +294,11 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `ihas` command's parser, every verb with its flags.
+
+    Returns:
+        The parser; each verb sets `func`, its handler, on the parsed arguments.
+    """
     parser = argparse.ArgumentParser(
         prog="ihas",
         description="iHAS-Keras: instance-wise hierarchical architecture search for CTR models.",

@@ -16,11 +16,15 @@ from ihas_keras.models.search import SearchModel
 class ClusterPlan:
     """What the retrain stage needs: centroids, per-cluster mask averages and sizes.
 
-    centroids [K, N*] live in the space of masked embeddings E * m; keep [K, N*] is the average
-    deterministic mask of each cluster's examples; sizes [K] their counts.
+    Attributes:
+        fields: the search model's fields, in order.
+        embedding_dim: the search model's full width of every field.
+        centroids: [K, N*], in the space of masked embeddings E * m.
+        keep: [K, N*], the average deterministic mask of each cluster's examples.
+        sizes: [K], the number of each cluster's examples.
     """
 
-    fields: list
+    fields: list[str]
     embedding_dim: int
     centroids: np.ndarray
     keep: np.ndarray
@@ -28,20 +32,38 @@ class ClusterPlan:
 
     @property
     def num_clusters(self) -> int:
+        """K, the number of clusters."""
         return len(self.centroids)
 
     def widths(self) -> np.ndarray:
-        """[K, N] per-cluster, per-field widths: dimensions kept by the majority (avg >= 0.5)."""
+        """Per-cluster, per-field widths: the dimensions kept by the majority (avg >= 0.5).
+
+        Returns:
+            Widths [K, N], each field's count of such dimensions in each cluster.
+        """
         kept = self.keep >= 0.5
         return kept.reshape(self.num_clusters, len(self.fields), self.embedding_dim).sum(-1)
 
     def save(self, path: str) -> None:
+        """Writes the plan to PATH as JSON.
+
+        Args:
+            path: the file to write (any `tf.io.gfile` path).
+        """
         data = {k: np.asarray(v).tolist() for k, v in dataclasses.asdict(self).items()}
         with tf.io.gfile.GFile(path, "w") as f:
             json.dump(data, f)
 
     @classmethod
     def load(cls, path: str) -> "ClusterPlan":
+        """Reads a plan that `save` wrote.
+
+        Args:
+            path: the JSON file (any `tf.io.gfile` path).
+
+        Returns:
+            The plan.
+        """
         with tf.io.gfile.GFile(path) as f:
             data = json.load(f)
         return cls(
@@ -58,11 +80,27 @@ def _masked(model: SearchModel, dataset):
         yield masked.numpy(), mask.numpy()
 
 
-def fit_clusters(model: SearchModel, dataset, num_clusters: int = defaults.CLUSTERS, seed: int = 0,
+def fit_clusters(model: SearchModel, dataset: tf.data.Dataset,
+                 num_clusters: int = defaults.CLUSTERS, seed: int = 0,
                  progress: bool = True) -> ClusterPlan:
-    """Two streaming passes over DATASET ((features, label) batches): `partial_fit` of
-    scikit-learn's MiniBatchKMeans on the masked embeddings, then each example's cluster, to
-    average the masks and count the examples per cluster. Memory does not grow with the data.
+    """Clusters the masked embeddings of a trained search model, in two streaming passes.
+
+    The first pass over DATASET runs `partial_fit` of scikit-learn's MiniBatchKMeans on the
+    masked embeddings; the second finds each example's cluster, to average the masks and count
+    the examples per cluster. Memory does not grow with the data.
+
+    Args:
+        model: the trained search model.
+        dataset: (features, label) batches.
+        num_clusters: K.
+        seed: the K-Means random state.
+        progress: show tqdm progress bars.
+
+    Returns:
+        The cluster plan.
+
+    Raises:
+        ValueError: DATASET has fewer than max(NUM_CLUSTERS, 256) examples.
     """
     kmeans = MiniBatchKMeans(n_clusters=num_clusters, random_state=seed, n_init=3)
     pending = []  # partial_fit's first call needs at least num_clusters points

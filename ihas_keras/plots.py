@@ -4,31 +4,58 @@ Drawn on `matplotlib.figure.Figure` objects, without pyplot: no global backend i
 nothing is left open.
 """
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
 
 GATE_BINS = 50
 
 
-def gate_histogram(probabilities, thresholds=None) -> dict:
-    """{"counts": GATE_BINS bins over [0, 1], "median_threshold": float or None} of gate
-    PROBABILITIES (any shape) and per-example THRESHOLDS: what a panel draws, small to store."""
+def gate_histogram(probabilities: ArrayLike, thresholds: ArrayLike | None = None) -> dict:
+    """What a histogram panel draws, small to store.
+
+    Args:
+        probabilities: gate probabilities, any shape.
+        thresholds: per-example thresholds, or None.
+
+    Returns:
+        {"counts": GATE_BINS bins over [0, 1], "median_threshold": float or None}.
+    """
     counts, _ = np.histogram(np.ravel(probabilities), bins=GATE_BINS, range=(0, 1))
     return {"counts": counts.tolist(),
             "median_threshold": None if thresholds is None else float(np.median(thresholds))}
 
 
-def gate_histograms(probabilities: dict, path: str, thresholds: dict | None = None) -> str:
-    """One histogram panel per entry of PROBABILITIES ({title: gate probabilities, any shape}),
-    for example {"with polarization": p1, "without": p2}; THRESHOLDS ({title: per-example
-    thresholds}) are drawn as their median. Writes PATH and returns it."""
+def gate_histograms(probabilities: Mapping[str, ArrayLike], path: str,
+                    thresholds: Mapping[str, ArrayLike] | None = None) -> str:
+    """One histogram panel per entry of PROBABILITIES, written to PATH.
+
+    Args:
+        probabilities: {title: gate probabilities, any shape}, for example
+            {"with polarization": p1, "without": p2}.
+        path: the PNG file to write.
+        thresholds: {title: per-example thresholds}, drawn as their median.
+
+    Returns:
+        PATH.
+    """
     thresholds = thresholds or {}
     return gate_histogram_panels(
         {t: gate_histogram(p, thresholds.get(t)) for t, p in probabilities.items()}, path)
 
 
-def gate_histogram_panels(histograms: dict, path: str) -> str:
-    """One panel per entry of HISTOGRAMS ({title: gate_histogram(...)}). Writes PATH, returns it."""
+def gate_histogram_panels(histograms: Mapping[str, dict], path: str) -> str:
+    """One panel per entry of HISTOGRAMS, written to PATH.
+
+    Args:
+        histograms: {title: gate_histogram(...)}.
+        path: the PNG file to write.
+
+    Returns:
+        PATH.
+    """
     fig = Figure(figsize=(4.5 * len(histograms), 3.2))
     axes = fig.subplots(1, len(histograms), squeeze=False)
     for ax, (title, h) in zip(axes[0], histograms.items(), strict=True):
@@ -45,9 +72,19 @@ def gate_histogram_panels(histograms: dict, path: str) -> str:
     return path
 
 
-def widths_heatmap(widths, fields, path: str, sizes=None) -> str:
-    """Heatmap of WIDTHS [K, N] (clusters x fields), each cell annotated; SIZES label the rows.
-    Writes PATH and returns it."""
+def widths_heatmap(widths: ArrayLike, fields: Sequence[str], path: str,
+                   sizes: Sequence[int] | None = None) -> str:
+    """Heatmap of WIDTHS (clusters x fields), each cell annotated, written to PATH.
+
+    Args:
+        widths: [K, N] per-cluster, per-field widths.
+        fields: the N field names, the columns' labels.
+        path: the PNG file to write.
+        sizes: [K] cluster sizes, to label the rows with; or None.
+
+    Returns:
+        PATH.
+    """
     widths = np.asarray(widths)
     k, n = widths.shape
     fig = Figure(figsize=(max(6, 0.38 * n + 2), 0.6 * k + 1.6))
@@ -66,9 +103,21 @@ def widths_heatmap(widths, fields, path: str, sizes=None) -> str:
     return path
 
 
-def metric_bars(values: dict, path: str, label: str, errors: dict | None = None) -> str:
-    """Horizontal bars of VALUES ({name: number}), with ERRORS ({name: half-width}) as error
-    bars when given, labelled LABEL. Writes PATH and returns it."""
+def metric_bars(values: Mapping[str, float], path: str, label: str,
+                errors: Mapping[str, float] | None = None) -> str:
+    """Horizontal bars of VALUES, labelled LABEL, written to PATH.
+
+    A LABEL starting with "auc" (any case) zooms the axis in around the values.
+
+    Args:
+        values: {name: number}.
+        path: the PNG file to write.
+        label: the value axis's label.
+        errors: {name: half-width}, drawn as error bars when given.
+
+    Returns:
+        PATH.
+    """
     names = list(values)
     fig = Figure(figsize=(6.5, 0.35 * len(names) + 1.4))
     ax = fig.subplots()

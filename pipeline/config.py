@@ -11,6 +11,7 @@ Dataflow, Flink and Spark).
 import dataclasses
 import os
 import shlex
+from typing import Any
 
 from ihas_keras import defaults
 
@@ -22,6 +23,36 @@ def _env(name: str, default, kind=str):
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
+    """The pipeline's settings; the empty paths default to folders under HOME.
+
+    Attributes:
+        pipeline_name: the TFX pipeline's name.
+        home: default root of everything below (IHAS_HOME).
+        data_root: folder of raw files (every file in it is read); default HOME/data.
+        format: the raw format's name (`ihas_keras.data.get_format`).
+        schema: schema file for format "generic".
+        pipeline_root: where the components write their outputs; default HOME/pipeline_root.
+        metadata_path: the local runner's ML Metadata SQLite file; default
+            HOME/metadata.sqlite.
+        serving_model_dir: where Pusher writes version folders for TF Serving; default
+            HOME/serving_model.
+        seed: RawExampleGen's split seed, and the Search and Cluster seeds.
+        max_bad_fraction: RawExampleGen's largest fraction of rejected rows.
+        frequency_threshold: Transform's: values seen fewer times than this in split "train"
+            (the analyzed data) get the "others" id.
+        embedding_dim: Search's full embedding width of every field.
+        backbone: Search's backbone.
+        pretrain_epochs: Search's epochs with the gates open.
+        search_epochs: Search's epochs of bi-level search.
+        gate_every: Search's training batches between two gate steps.
+        regularization_weight: Search's gate regularizer weight.
+        clusters: Cluster's K.
+        retrain_epochs: Retrain's most epochs per recommender (early stopping).
+        batch_size: examples per batch in Search, Cluster and Retrain.
+        margin: Evaluate's margin: blessed when routed AUC >= base AUC - margin.
+        beam_args: Beam pipeline options (IHAS_BEAM_ARGS, split as shell words).
+    """
+
     pipeline_name: str = "ihas"
     home: str = "/tmp/ihas-demo"  # IHAS_HOME: default root of everything below
     data_root: str = ""  # folder of raw files (every file in it is read)
@@ -55,8 +86,18 @@ class PipelineConfig:
                 object.__setattr__(self, name, os.path.join(self.home, leaf))
 
 
-def from_env(**overrides) -> PipelineConfig:
-    """The configuration: defaults, then IHAS_* environment variables, then OVERRIDES."""
+def from_env(**overrides: Any) -> PipelineConfig:
+    """The configuration: defaults, then IHAS_* environment variables, then OVERRIDES.
+
+    Each field is read from IHAS_ and its name in upper case (IHAS_DATA_ROOT for `data_root`),
+    converted to the type of its default; an empty variable keeps the default.
+
+    Args:
+        **overrides: `PipelineConfig` fields, by name.
+
+    Returns:
+        The configuration.
+    """
     values = {}
     for field in dataclasses.fields(PipelineConfig):
         name = "IHAS_" + field.name.upper()

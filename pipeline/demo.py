@@ -15,8 +15,20 @@ from pipeline import local_runner
 
 
 def stage_data(home: str, data: str | None, rows: int, seed: int) -> str:
-    """The input folder: DATA itself when it is a folder, else a folder holding DATA (linked) or
-    freshly generated rows (their truth and meta files kept beside it, outside the folder)."""
+    """The input folder: DATA itself when it is a folder, else HOME/data made anew.
+
+    HOME/data holds DATA (linked) or freshly generated Criteo rows (their truth and meta files
+    kept beside it, outside the folder).
+
+    Args:
+        home: the demo's folder.
+        data: a raw file or a folder of raw files; None to generate rows.
+        rows: how many rows to generate.
+        seed: the generator's seed.
+
+    Returns:
+        The folder to read.
+    """
     if data and os.path.isdir(data):
         return data
     folder = os.path.join(home, "data")
@@ -34,12 +46,23 @@ def stage_data(home: str, data: str | None, rows: int, seed: int) -> str:
     return folder
 
 
-def latest(config, component: str, output: str) -> str:
+def latest(config: pipeline_config.PipelineConfig, component: str, output: str) -> str:
+    """The newest execution's folder of a component's output.
+
+    Args:
+        config: the pipeline's settings.
+        component: the component's name, such as "Evaluate".
+        output: the output's key, such as "blessing".
+
+    Returns:
+        The highest-numbered folder PIPELINE_ROOT/COMPONENT/OUTPUT/N.
+    """
     return max(glob.glob(os.path.join(config.pipeline_root, component, output, "*")),
                key=lambda path: int(os.path.basename(path)))
 
 
 def main() -> None:
+    """Runs the pipeline locally, then prints the row counts, the metrics and the pushed model."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--home", default="/tmp/ihas-demo")
     parser.add_argument("--rows", type=int, default=100_000)

@@ -27,7 +27,16 @@ OUTPUT_FILE = "ihas_pipeline.json"
 
 def compile_pipeline(config: pipeline_config.PipelineConfig | None = None,
                      output_dir: str = ".", image: str | None = None) -> str:
-    """Writes the pipeline definition to OUTPUT_DIR/ihas_pipeline.json; returns its path."""
+    """Writes the pipeline definition to OUTPUT_DIR/ihas_pipeline.json; returns its path.
+
+    Args:
+        config: the settings; None reads them from the environment (`from_env`).
+        output_dir: the folder of the JSON file.
+        image: the components' container image; None for IHAS_IMAGE, or "ihas:latest".
+
+    Returns:
+        The JSON file's path.
+    """
     config = config or pipeline_config.from_env()
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(

@@ -21,6 +21,11 @@ from pipeline.pipeline import create_pipeline  # noqa: E402
 
 
 def run(config: pipeline_config.PipelineConfig | None = None) -> None:
+    """Runs the pipeline with LocalDagRunner, its ML Metadata in SQLite at `metadata_path`.
+
+    Args:
+        config: the settings; None reads them from the environment (`from_env`).
+    """
     config = config or pipeline_config.from_env()
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
     tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata))

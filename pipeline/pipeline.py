@@ -1,6 +1,7 @@
 """The iHAS TFX pipeline: raw files -> examples -> statistics, schema, validation -> transform ->
 search -> cluster -> retrain -> evaluate -> push."""
 
+from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from components.cluster import Cluster
@@ -15,7 +16,17 @@ PREPROCESSING_FN = "pipeline.preprocessing.preprocessing_fn"
 
 
 def create_components(config: PipelineConfig) -> list:
-    """The pipeline's components, in order."""
+    """The pipeline's components, in order.
+
+    RawExampleGen, StatisticsGen, SchemaGen, ExampleValidator, Transform, Search, Cluster,
+    Retrain, Evaluate and Pusher.
+
+    Args:
+        config: the settings.
+
+    Returns:
+        The components.
+    """
     data = {"format": config.format, "schema": config.schema or None}
     example_gen = RawExampleGen(
         input_base=config.data_root, seed=config.seed, max_bad_fraction=config.max_bad_fraction,
@@ -75,7 +86,8 @@ def create_components(config: PipelineConfig) -> list:
             cluster, retrain, evaluate, pusher]
 
 
-def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
+def create_pipeline(config: PipelineConfig,
+                    metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
                     enable_cache: bool = True) -> tfx.dsl.Pipeline:
     """The TFX pipeline for a configuration.
 

@@ -8,12 +8,22 @@ import csv
 import os
 import random
 import shutil
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from tfx import v1 as tfx
+
 
 def write_ctr_csv(path: str, rows: int, seed: int = 0) -> None:
-    """Writes a small CTR-like CSV (header, a 0/1 label, 3 categorical and 2 numeric columns)."""
+    """Writes a small CTR-like CSV (header, a 0/1 label, 3 categorical and 2 numeric columns).
+
+    Args:
+        path: the CSV file (its folder is made).
+        rows: how many rows to write.
+        seed: the generator's seed.
+    """
     rng = random.Random(seed)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w", newline="") as f:
@@ -30,7 +40,15 @@ def write_ctr_csv(path: str, rows: int, seed: int = 0) -> None:
 
 
 def fit_keras(seed: int = 0, epochs: int = 5) -> list[float]:
-    """Fits a logistic model on a linearly separable problem; returns the loss per epoch."""
+    """Fits a logistic model on a linearly separable problem; returns the loss per epoch.
+
+    Args:
+        seed: the seed of the data and of Keras.
+        epochs: how many epochs to fit.
+
+    Returns:
+        The training loss after each epoch.
+    """
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -43,8 +61,18 @@ def fit_keras(seed: int = 0, epochs: int = 5) -> list[float]:
     return [float(v) for v in history.history["loss"]]
 
 
-def create_stats_pipeline(data_root: str, pipeline_root: str, metadata_path: str):
-    """CsvExampleGen -> StatisticsGen, the smallest TFX pipeline that exercises Beam and MLMD."""
+def create_stats_pipeline(data_root: str, pipeline_root: str,
+                          metadata_path: str) -> "tfx.dsl.Pipeline":
+    """CsvExampleGen -> StatisticsGen, the smallest TFX pipeline that exercises Beam and MLMD.
+
+    Args:
+        data_root: the folder of CSV files.
+        pipeline_root: where the components write their outputs.
+        metadata_path: the MLMD SQLite file.
+
+    Returns:
+        The pipeline (cache disabled).
+    """
     from tfx import v1 as tfx
 
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)
@@ -61,7 +89,14 @@ def create_stats_pipeline(data_root: str, pipeline_root: str, metadata_path: str
 
 
 def artifacts_in_mlmd(metadata_path: str) -> dict[str, list[str]]:
-    """Artifact URIs recorded in an MLMD SQLite store, by artifact type name."""
+    """Artifact URIs recorded in an MLMD SQLite store, by artifact type name.
+
+    Args:
+        metadata_path: the SQLite file (opened read-only).
+
+    Returns:
+        {artifact type name: [artifact URI, ...]}.
+    """
     from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
@@ -77,7 +112,18 @@ def artifacts_in_mlmd(metadata_path: str) -> dict[str, list[str]]:
 
 
 def run_stats_pipeline(out: str, rows: int) -> dict[str, list[str]]:
-    """Writes generated CSV under OUT, runs the pipeline locally, returns what MLMD recorded."""
+    """Writes generated CSV under OUT, runs the pipeline locally, returns what MLMD recorded.
+
+    A rerun first removes OUT/data, OUT/pipeline_root and OUT/metadata.sqlite, so MLMD lists
+    this run's artifacts only.
+
+    Args:
+        out: the folder of the data, the pipeline root and the MLMD store.
+        rows: how many CSV rows to generate.
+
+    Returns:
+        {artifact type name: [artifact URI, ...]} (`artifacts_in_mlmd`).
+    """
     from tfx import v1 as tfx
 
     data_root = os.path.join(out, "data")
@@ -95,7 +141,11 @@ def run_stats_pipeline(out: str, rows: int) -> dict[str, list[str]]:
 
 
 def serving_services() -> list[str]:
-    """Service names from tensorflow-serving-api's own protos, after building a PredictRequest."""
+    """Service names from tensorflow-serving-api's own protos, after building a PredictRequest.
+
+    Returns:
+        The PredictionService and ModelService names, sorted.
+    """
     import tensorflow as tf
     from tensorflow_serving.apis import (
         model_service_pb2,
@@ -116,7 +166,15 @@ def serving_services() -> list[str]:
 
 
 def run(out: str, rows: int = 2000) -> dict:
-    """Runs all three checks; returns their results."""
+    """Runs all three checks; returns their results.
+
+    Args:
+        out: the folder of the TFX check (`run_stats_pipeline`).
+        rows: how many CSV rows the TFX check generates.
+
+    Returns:
+        {"keras_loss", "tfx_artifacts", "serving_services"}.
+    """
     return {
         "keras_loss": fit_keras(),
         "tfx_artifacts": run_stats_pipeline(out, rows),
@@ -125,6 +183,14 @@ def run(out: str, rows: int = 2000) -> dict:
 
 
 def format_report(report: dict) -> str:
+    """The results of `run` as text, one check after another.
+
+    Args:
+        report: what `run` returned.
+
+    Returns:
+        The lines, joined.
+    """
     losses = report["keras_loss"]
     lines = [f"Keras: loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} epochs"]
     lines.append("TFX (CsvExampleGen -> StatisticsGen, LocalDagRunner), artifacts in MLMD:")

@@ -13,6 +13,8 @@ import json
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from typing import TextIO
 
 import grpc
 import numpy as np
@@ -25,6 +27,8 @@ from ihas_keras.data.ingest import serialized_examples
 
 SIGNATURE = "serving_default"
 
+REQUEST_BATCH_SIZE = 256  # rows per Predict request of `ihas predict`
+
 
 class ServerError(Exception):
     """The server refused a request or could not be reached."""
@@ -32,19 +36,42 @@ class ServerError(Exception):
 
 @dataclasses.dataclass
 class PredictReport:
+    """The row counts of a `predict_files` run.
+
+    Attributes:
+        rows_read: the rows read from the files.
+        rows_scored: the accepted rows, scored and written out.
+        rows_rejected: the rows the parser rejected (named on stderr, left out of the output).
+    """
+
     rows_read: int = 0
     rows_scored: int = 0
     rows_rejected: int = 0
 
     def summary(self) -> str:
+        """The counts on one line.
+
+        Returns:
+            `rows read N, scored N, rejected N`.
+        """
         return (f"rows read {self.rows_read}, scored {self.rows_scored}, "
                 f"rejected {self.rows_rejected}")
 
 
 class GrpcPredictor:
-    """Predict over gRPC: serialized tf.Examples -> (probability, cluster) arrays."""
+    """Predict over gRPC: serialized tf.Examples -> (probability, cluster) arrays.
 
-    def __init__(self, server: str, model_name: str, version: int | None, timeout: float):
+    Sends TF Serving Predict requests to the `serving_default` signature with the official
+    `tensorflow_serving.apis` stubs.
+
+    Args:
+        server: the server's gRPC address, `host:port`.
+        model_name: the served model's name.
+        version: the model version to ask for; None for the server's latest.
+        timeout: seconds each request may take.
+    """
+
+    def __init__(self, server: str, model_name: str, version: int | None, timeout: float) -> None:
         self._channel = grpc.insecure_channel(server)
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._spec = model_pb2.ModelSpec(name=model_name, signature_name=SIGNATURE)
@@ -52,7 +79,18 @@ class GrpcPredictor:
             self._spec.version.value = version
         self._timeout = timeout
 
-    def __call__(self, examples: list[bytes]):
+    def __call__(self, examples: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """Scores serialized tf.Examples with one Predict request.
+
+        Args:
+            examples: serialized raw tf.Examples.
+
+        Returns:
+            (probability [n], cluster [n]).
+
+        Raises:
+            ServerError: the server refused the request or could not be reached.
+        """
         request = predict_pb2.PredictRequest(model_spec=self._spec)
         request.inputs["examples"].CopyFrom(tf.make_tensor_proto(examples, tf.string))
         try:
@@ -62,19 +100,41 @@ class GrpcPredictor:
         return (tf.make_ndarray(response.outputs["probability"]),
                 tf.make_ndarray(response.outputs["cluster"]))
 
-    def close(self):
+    def close(self) -> None:
+        """Closes the gRPC channel."""
         self._channel.close()
 
 
 class RestPredictor:
-    """Predict over REST (`POST /v1/models/NAME[/versions/N]:predict`)."""
+    """Predict over REST (`POST /v1/models/NAME[/versions/N]:predict`).
 
-    def __init__(self, server: str, model_name: str, version: int | None, timeout: float):
+    Sends TF Serving's `:predict` JSON, with base64 "b64" instances, to the `serving_default`
+    signature.
+
+    Args:
+        server: the server's REST address, `host:port`.
+        model_name: the served model's name.
+        version: the model version to ask for; None for the server's latest.
+        timeout: seconds each request may take.
+    """
+
+    def __init__(self, server: str, model_name: str, version: int | None, timeout: float) -> None:
         path = f"/v1/models/{model_name}" + (f"/versions/{version}" if version is not None else "")
         self._url = f"http://{server}{path}:predict"
         self._timeout = timeout
 
-    def __call__(self, examples: list[bytes]):
+    def __call__(self, examples: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """Scores serialized tf.Examples with one `:predict` request.
+
+        Args:
+            examples: serialized raw tf.Examples.
+
+        Returns:
+            (probability [n] float32, cluster [n] int32).
+
+        Raises:
+            ServerError: the server answered an HTTP error or could not be reached.
+        """
         body = json.dumps({
             "signature_name": SIGNATURE,
             "instances": [{"b64": base64.b64encode(e).decode()} for e in examples],
@@ -90,14 +150,37 @@ class RestPredictor:
         return (np.array([p["probability"] for p in predictions], np.float32),
                 np.array([p["cluster"] for p in predictions], np.int32))
 
-    def close(self):
+    def close(self) -> None:
+        """Does nothing: each request opens its own connection."""
         pass
 
 
-def predict_files(paths: list[str], fmt: TableFormat, predictor, out, batch_size: int = 256,
-                  err=sys.stderr, progress: bool = False) -> PredictReport:
-    """Scores every accepted row of PATHS with PREDICTOR, writing `file line probability cluster`
-    lines (tab-separated, after a header) to OUT; rejected rows are counted and named on ERR."""
+def predict_files(paths: list[str], fmt: TableFormat,
+                  predictor: Callable[[list[bytes]], tuple[np.ndarray, np.ndarray]], out: TextIO,
+                  batch_size: int = REQUEST_BATCH_SIZE, err: TextIO = sys.stderr,
+                  progress: bool = False) -> PredictReport:
+    """Scores every accepted row of PATHS with PREDICTOR, writing one line per row to OUT.
+
+    The lines are `file line probability cluster`, tab-separated, after a header. Rejected rows
+    are counted and named on ERR.
+
+    Args:
+        paths: the raw files.
+        fmt: their format.
+        predictor: a `GrpcPredictor` or `RestPredictor`: serialized tf.Examples ->
+            (probability, cluster) arrays.
+        out: the stream the lines are written to.
+        batch_size: rows read per batch; each batch's accepted rows are one request.
+        err: the stream rejected rows are named on (and the progress bar is drawn on).
+        progress: show a progress bar.
+
+    Returns:
+        The counts of rows read, scored and rejected.
+
+    Raises:
+        ServerError: the server answered another number of probabilities or clusters than rows
+            were sent.
+    """
     from tqdm import tqdm
 
     report = PredictReport()

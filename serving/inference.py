@@ -5,6 +5,7 @@ TF Serving answers (predict_util.cc, classifier.cc, get_model_metadata_impl.cc).
 """
 
 import os
+from collections.abc import Sequence
 
 import grpc
 import numpy as np
@@ -41,8 +42,20 @@ def _model_spec(served: ServedVersion, signature_name: str) -> model_pb2.ModelSp
     return spec
 
 
-def predict_signature(served: ServedVersion, signature_name: str):
-    """The callable signature for Predict; FAILED_PRECONDITION when there is none, as TF Serving."""
+def predict_signature(served: ServedVersion,
+                      signature_name: str) -> tf.types.experimental.ConcreteFunction:
+    """The callable signature for Predict.
+
+    Args:
+        served: the loaded version.
+        signature_name: the signature's name; "" for `serving_default`.
+
+    Returns:
+        The signature's concrete function.
+
+    Raises:
+        ServingError: FAILED_PRECONDITION when there is no such signature, as TF Serving.
+    """
     name = signature_name or DEFAULT_SIGNATURE
     if name not in served.signatures:
         raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
@@ -51,8 +64,23 @@ def predict_signature(served: ServedVersion, signature_name: str):
 
 
 def run_predict(served: ServedVersion, signature_name: str, arrays: dict[str, np.ndarray],
-                output_filter=()) -> dict[str, np.ndarray]:
-    """Runs a signature on arrays; `output_filter` picks outputs (all by default)."""
+                output_filter: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """Runs a signature on arrays; `output_filter` picks outputs (all by default).
+
+    Args:
+        served: the loaded version.
+        signature_name: the signature's name; "" for `serving_default`.
+        arrays: the inputs, by name.
+        output_filter: the output aliases to answer, in order; empty for all of them.
+
+    Returns:
+        The outputs, by alias.
+
+    Raises:
+        ServingError: the signature is missing (FAILED_PRECONDITION); an alias of OUTPUT_FILTER
+            is unknown or repeated, or the inputs do not match the signature (INVALID_ARGUMENT);
+            the run fails (TF's status code).
+    """
     fn = predict_signature(served, signature_name)
     aliases = list(fn.structured_outputs)
     for i, alias in enumerate(output_filter):
@@ -65,7 +93,22 @@ def run_predict(served: ServedVersion, signature_name: str, arrays: dict[str, np
     return {k: outputs[k] for k in output_filter} if output_filter else outputs
 
 
-def predict(served: ServedVersion, request: predict_pb2.PredictRequest):
+def predict(served: ServedVersion,
+            request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+    """Predict: runs the request's signature on its inputs.
+
+    Args:
+        served: the loaded version the request's model spec names.
+        request: the PredictRequest.
+
+    Returns:
+        The PredictResponse: the outputs (those of `output_filter`, or all) and the model spec
+        that answered.
+
+    Raises:
+        ServingError: the signature is missing (FAILED_PRECONDITION), the inputs are unknown,
+            missing, malformed or do not match it (INVALID_ARGUMENT), or the run fails.
+    """
     name = request.model_spec.signature_name or DEFAULT_SIGNATURE
     check_inputs(input_specs(predict_signature(served, name)), request.inputs)
     arrays = {k: tensor_to_array(k, v) for k, v in request.inputs.items()}
@@ -77,7 +120,18 @@ def predict(served: ServedVersion, request: predict_pb2.PredictRequest):
 
 
 def serialized_examples(request_input: input_pb2.Input) -> list[bytes]:
-    """The request's tf.Examples, serialized; with a context, each is merged over the context."""
+    """The request's tf.Examples, serialized; with a context, each is merged over the context.
+
+    Args:
+        request_input: a Classify request's input: an `example_list` or an
+            `example_list_with_context`.
+
+    Returns:
+        The serialized tf.Examples.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT when the input holds no examples.
+    """
     kind = request_input.WhichOneof("kind")
     if kind == "example_list":
         examples = [e.SerializeToString() for e in request_input.example_list.examples]
@@ -124,7 +178,22 @@ def _check_2d(name: str, array: np.ndarray, kind: str, n: int) -> None:
         raise invalid(f"Expected {name} output batch size of {n}. Got: {array.shape[0]}")
 
 
-def classify(served: ServedVersion, request: classification_pb2.ClassificationRequest):
+def classify(served: ServedVersion, request: classification_pb2.ClassificationRequest
+             ) -> classification_pb2.ClassificationResponse:
+    """Classify: runs a classification signature on the request's serialized tf.Examples.
+
+    Args:
+        served: the loaded version the request's model spec names.
+        request: the ClassificationRequest.
+
+    Returns:
+        The ClassificationResponse: per example, the (label, score) of every class.
+
+    Raises:
+        ServingError: the signature is not a usable classification signature, the input is
+            empty, or its "classes" and "scores" outputs have the wrong type, shape or batch
+            size (INVALID_ARGUMENT or FAILED_PRECONDITION, as TF Serving).
+    """
     name, fn = _classify_signature(served, request.model_spec.signature_name)
     examples = serialized_examples(request.input)
     outputs = run_signature(fn, {"inputs": np.array(examples, dtype=object)})
@@ -150,7 +219,22 @@ def classify(served: ServedVersion, request: classification_pb2.ClassificationRe
     return response
 
 
-def model_metadata(manager: ModelManager, request: get_model_metadata_pb2.GetModelMetadataRequest):
+def model_metadata(manager: ModelManager,
+                   request: get_model_metadata_pb2.GetModelMetadataRequest
+                   ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    """GetModelMetadata: the SignatureDefs of the version the request names.
+
+    Args:
+        manager: the models being served.
+        request: the GetModelMetadataRequest; "signature_def" is its only supported field.
+
+    Returns:
+        The GetModelMetadataResponse: the version's model spec and its SignatureDefMap.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT without a model spec or metadata fields, or for a field
+            other than "signature_def"; the errors of `ModelManager.get`.
+    """
     if not request.HasField("model_spec"):
         raise invalid("Missing ModelSpec")
     if not request.metadata_field:
@@ -169,7 +253,21 @@ def model_metadata(manager: ModelManager, request: get_model_metadata_pb2.GetMod
     return response
 
 
-def model_status(manager: ModelManager, request: get_model_status_pb2.GetModelStatusRequest):
+def model_status(manager: ModelManager, request: get_model_status_pb2.GetModelStatusRequest
+                 ) -> get_model_status_pb2.GetModelStatusResponse:
+    """GetModelStatus: the state of the versions of the model the request names.
+
+    Args:
+        manager: the models being served.
+        request: the GetModelStatusRequest: a model name, and a version or a version label.
+
+    Returns:
+        The GetModelStatusResponse, one status per version (highest first).
+
+    Raises:
+        ServingError: INVALID_ARGUMENT without a model name; the errors of `ModelManager.get`
+            (for a label) and `ModelManager.model_status`.
+    """
     spec = request.model_spec
     if not spec.name:
         raise invalid("Missing model name in request.")
@@ -183,8 +281,17 @@ def model_status(manager: ModelManager, request: get_model_status_pb2.GetModelSt
 
 
 def replay_warmup(served: ServedVersion) -> None:
-    """Replays `assets.extra/tf_serving_warmup_requests` (PredictionLog records) on a version,
-    as TF Serving does before it serves one; a failing record fails the load."""
+    """Replays `assets.extra/tf_serving_warmup_requests` (PredictionLog records) on a version.
+
+    TF Serving does so before it serves a version; a failing record fails the load. At most
+    MAX_WARMUP_RECORDS records are replayed; a version without the file has nothing to replay.
+
+    Args:
+        served: the version just loaded.
+
+    Raises:
+        ValueError: a record is neither a predict log nor a classify log.
+    """
     path = os.path.join(served.path, WARMUP_FILE)
     if not os.path.exists(path):
         return

@@ -10,7 +10,7 @@ the error) and the versions already loaded keep answering; it is retried when it
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import grpc
@@ -30,7 +30,15 @@ State = get_model_status_pb2.ModelVersionStatus.State
 
 @dataclass(frozen=True)
 class ServedVersion:
-    """One loaded version: the `tf.saved_model.load` object and its SignatureDef protos."""
+    """One loaded version: the `tf.saved_model.load` object and its SignatureDef protos.
+
+    Attributes:
+        name: the model's name.
+        version: the version number (its folder's name).
+        path: the version folder.
+        loaded: what `tf.saved_model.load` returned for PATH.
+        signature_defs: the SavedModel's SignatureDef protos, by signature name.
+    """
 
     name: str
     version: int
@@ -53,14 +61,34 @@ class _VersionStatus:
 
 
 def model_config(name: str, base_path: str) -> model_server_config_pb2.ModelConfig:
-    """A ModelConfig for one model (platform "tensorflow", latest version)."""
+    """A ModelConfig for one model (platform "tensorflow", latest version).
+
+    Args:
+        name: the model's name.
+        base_path: the folder of its numeric version folders (made absolute).
+
+    Returns:
+        The ModelConfig proto.
+    """
     return model_server_config_pb2.ModelConfig(
         name=name, base_path=os.path.abspath(base_path), model_platform="tensorflow"
     )
 
 
 def read_model_config_file(path: str) -> list[model_server_config_pb2.ModelConfig]:
-    """The models of a text-format ModelServerConfig file; ValueError when it is unusable."""
+    """The models of a text-format ModelServerConfig file.
+
+    Args:
+        path: the file (TF Serving's `--model_config_file`).
+
+    Returns:
+        The ModelConfig protos of its `model_config_list`, their base paths made absolute.
+
+    Raises:
+        ValueError: the file is unusable: not a text-format ModelServerConfig, no models, a model
+            without a name or a base_path or on a platform other than "tensorflow", or two
+            models with the same name.
+    """
     with open(path) as f:
         text = f.read()
     config = model_server_config_pb2.ModelServerConfig()
@@ -109,10 +137,17 @@ class ModelManager:
 
     `warmup(served)` runs on each version after it loads and before it serves; an exception there
     fails the load.
+
+    Args:
+        configs: the ModelConfig protos, one per model.
+        poll_wait_seconds: seconds between two polls of the model folders; 0 polls only in
+            `start()`.
+        warmup: the function run on each version after it loads; None runs none.
     """
 
-    def __init__(self, configs, poll_wait_seconds: float = 1.0,
-                 warmup: Callable[[ServedVersion], None] | None = None):
+    def __init__(self, configs: Iterable[model_server_config_pb2.ModelConfig],
+                 poll_wait_seconds: float = 1.0,
+                 warmup: Callable[[ServedVersion], None] | None = None) -> None:
         self._configs = {c.name: c for c in configs}
         self._poll_wait = poll_wait_seconds
         self._warmup = warmup
@@ -125,7 +160,11 @@ class ModelManager:
         self._thread: threading.Thread | None = None
 
     def start(self) -> "ModelManager":
-        """Loads what is on disk now, then polls in the background (unless poll_wait is 0)."""
+        """Loads what is on disk now, then polls in the background (unless poll_wait is 0).
+
+        Returns:
+            The manager itself.
+        """
         self.poll()
         if self._poll_wait > 0:
             self._thread = threading.Thread(target=self._poll_loop, name="model-poller",
@@ -134,6 +173,7 @@ class ModelManager:
         return self
 
     def stop(self) -> None:
+        """Stops the background polling and waits for the polling thread to end."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -209,12 +249,29 @@ class ModelManager:
         return True
 
     def loaded_versions(self, name: str) -> list[int]:
+        """The versions of a model that are loaded now.
+
+        Args:
+            name: the model's name.
+
+        Returns:
+            The version numbers in increasing order; empty for an unknown model.
+        """
         with self._lock:
             return sorted(self._loaded.get(name, {}))
 
     def get(self, spec: model_pb2.ModelSpec) -> ServedVersion:
-        """The version a ModelSpec asks for (version, version_label or the latest): NOT_FOUND
-        when it is not loaded, INVALID_ARGUMENT for an unknown label."""
+        """The version a ModelSpec asks for (version, version_label or the latest).
+
+        Args:
+            spec: the request's model spec.
+
+        Returns:
+            The loaded version.
+
+        Raises:
+            ServingError: NOT_FOUND when it is not loaded, INVALID_ARGUMENT for an unknown label.
+        """
         name = spec.name
         choice = spec.WhichOneof("version_choice")
         version = spec.version.value if choice == "version" else None
@@ -234,8 +291,20 @@ class ModelManager:
         raise ServingError(grpc.StatusCode.NOT_FOUND,
                            f"Servable not found for request: {request}")
 
-    def model_status(self, name: str, version: int | None = None):
-        """ModelVersionStatus protos (highest version first), as GetModelStatus answers."""
+    def model_status(self, name: str, version: int | None = None
+                     ) -> list[get_model_status_pb2.ModelVersionStatus]:
+        """ModelVersionStatus protos (highest version first), as GetModelStatus answers.
+
+        Args:
+            name: the model's name.
+            version: the one version to report; None for every version known.
+
+        Returns:
+            The statuses: state, and the error code and message of a failed load.
+
+        Raises:
+            ServingError: NOT_FOUND when VERSION, or any version of the model, is unknown.
+        """
         with self._lock:
             status = dict(self._status.get(name, {}))
         if version is not None:

@@ -13,6 +13,7 @@ import logging
 import re
 import socketserver
 import threading
+from collections.abc import Iterable
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -28,6 +29,7 @@ from tensorflow_serving.apis import (
     model_service_pb2_grpc,
     prediction_service_pb2_grpc,
 )
+from tensorflow_serving.config import model_server_config_pb2
 
 from serving import inference
 from serving.models import ModelManager
@@ -86,22 +88,27 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @_rpc
     def Predict(self, request):
+        """PredictionService.Predict."""
         return inference.predict(self._manager.get(request.model_spec), request)
 
     @_rpc
     def Classify(self, request):
+        """PredictionService.Classify."""
         return inference.classify(self._manager.get(request.model_spec), request)
 
     @_rpc
     def GetModelMetadata(self, request):
+        """PredictionService.GetModelMetadata (the "signature_def" field)."""
         return inference.model_metadata(self._manager, request)
 
     @_rpc
     def Regress(self, request):
+        """PredictionService.Regress: UNIMPLEMENTED."""
         raise _unimplemented("Regress")
 
     @_rpc
     def MultiInference(self, request):
+        """PredictionService.MultiInference: UNIMPLEMENTED."""
         raise _unimplemented("MultiInference")
 
 
@@ -111,10 +118,12 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
     @_rpc
     def GetModelStatus(self, request):
+        """ModelService.GetModelStatus."""
         return inference.model_status(self._manager, request)
 
     @_rpc
     def HandleReloadConfigRequest(self, request):
+        """ModelService.HandleReloadConfigRequest: UNIMPLEMENTED."""
         raise _unimplemented("HandleReloadConfigRequest")
 
 
@@ -133,9 +142,11 @@ class _RestHandler(BaseHTTPRequestHandler):
     server_version = "ihas-serve"
 
     def do_GET(self):
+        """GET: model status or metadata."""
         self._handle("GET")
 
     def do_POST(self):
+        """POST: :predict or :classify."""
         self._handle("POST")
 
     def log_message(self, format, *args):
@@ -245,11 +256,22 @@ class ModelServer:
 
     Port 0 picks a free port (read `grpc_port` / `rest_port` after `start()`); `rest_port=None`
     serves no REST. `start()` loads the models, then listens; `stop()` ends everything.
+
+    Args:
+        configs: the ModelConfig protos, one per model.
+        grpc_port: the gRPC port; 0 for a free one.
+        rest_port: the REST port; 0 for a free one, None for no REST.
+        host: the address both listen on.
+        poll_wait_seconds: seconds between two polls of the model folders (`ModelManager`).
+        grpc_max_threads: the threads of the gRPC server's pool.
+        enable_warmup: replay each version's warmup requests (`inference.replay_warmup`) after
+            it loads and before it serves.
     """
 
-    def __init__(self, configs, *, grpc_port: int = 8500, rest_port: int | None = 8501,
+    def __init__(self, configs: Iterable[model_server_config_pb2.ModelConfig], *,
+                 grpc_port: int = 8500, rest_port: int | None = 8501,
                  host: str = "0.0.0.0", poll_wait_seconds: float = 1.0,
-                 grpc_max_threads: int = 16, enable_warmup: bool = True):
+                 grpc_max_threads: int = 16, enable_warmup: bool = True) -> None:
         self.manager = ModelManager(configs, poll_wait_seconds,
                                     inference.replay_warmup if enable_warmup else None)
         self.host, self.grpc_port, self.rest_port = host, grpc_port, rest_port
@@ -259,6 +281,14 @@ class ModelServer:
         self._stopped = threading.Event()
 
     def start(self) -> "ModelServer":
+        """Loads the models, then listens for gRPC and, unless `rest_port` is None, REST.
+
+        Returns:
+            The server itself, its `grpc_port` and `rest_port` the ports it listens on.
+
+        Raises:
+            OSError: it cannot listen for gRPC on `host:grpc_port`.
+        """
         self.manager.start()
         options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
         self._grpc = grpc.server(futures.ThreadPoolExecutor(self._grpc_max_threads,
@@ -287,6 +317,11 @@ class ModelServer:
         return self
 
     def stop(self, grace: float = 1.0) -> None:
+        """Ends everything: the REST server, the gRPC server, then the manager's polling.
+
+        Args:
+            grace: seconds the gRPC server leaves running calls to finish.
+        """
         if self._rest is not None:
             self._rest.shutdown()
             self._rest.server_close()

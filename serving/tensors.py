@@ -8,6 +8,8 @@ the input.
 
 import base64
 import binascii
+from collections.abc import Iterable
+from typing import Any
 
 import grpc
 import numpy as np
@@ -18,30 +20,65 @@ _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 class ServingError(Exception):
-    """An error for the client: a gRPC status code (mapped to HTTP for REST) and a message."""
+    """An error for the client: a gRPC status code (mapped to HTTP for REST) and a message.
 
-    def __init__(self, code: grpc.StatusCode, message: str):
+    Args:
+        code: the gRPC status code.
+        message: the error message.
+    """
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
 
 
 def grpc_code(number: int) -> grpc.StatusCode:
-    """The gRPC status code of a canonical code number (as in `tf.errors.OpError.error_code`)."""
+    """The gRPC status code of a canonical code number (as in `tf.errors.OpError.error_code`).
+
+    Args:
+        number: the canonical code number.
+
+    Returns:
+        The status code; UNKNOWN for a number that is none.
+    """
     return _CODES.get(number, grpc.StatusCode.UNKNOWN)
 
 
 def invalid(message: str) -> ServingError:
+    """An INVALID_ARGUMENT error.
+
+    Args:
+        message: the error message.
+
+    Returns:
+        The ServingError (to raise).
+    """
     return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
-def input_specs(fn) -> dict[str, tf.TensorSpec]:
-    """A concrete function's (a loaded signature's) inputs, by name."""
+def input_specs(fn: tf.types.experimental.ConcreteFunction) -> dict[str, tf.TensorSpec]:
+    """A concrete function's (a loaded signature's) inputs, by name.
+
+    Args:
+        fn: the concrete function.
+
+    Returns:
+        {input name: its TensorSpec}.
+    """
     return dict(fn.structured_input_signature[1])
 
 
-def check_inputs(specs: dict[str, tf.TensorSpec], names) -> None:
-    """Unknown or missing input names -> INVALID_ARGUMENT naming them."""
+def check_inputs(specs: dict[str, tf.TensorSpec], names: Iterable[str]) -> None:
+    """Unknown or missing input names -> INVALID_ARGUMENT naming them.
+
+    Args:
+        specs: the signature's inputs (`input_specs`).
+        names: the input names of a request.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT naming an unknown input, or the missing ones.
+    """
     names = set(names)
     expected = ",".join(sorted(specs))
     for name in sorted(names - set(specs)):
@@ -54,7 +91,16 @@ def check_inputs(specs: dict[str, tf.TensorSpec], names) -> None:
 
 
 def check_array(name: str, spec: tf.TensorSpec, array: np.ndarray) -> None:
-    """Wrong dtype or a shape incompatible with the spec -> INVALID_ARGUMENT naming the input."""
+    """Wrong dtype or a shape incompatible with the spec -> INVALID_ARGUMENT naming the input.
+
+    Args:
+        name: the input's name.
+        spec: the input's spec in the signature.
+        array: the input's value.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT when the dtype or the shape does not match SPEC.
+    """
     dtype = tf.string if array.dtype.kind in "OSU" else tf.as_dtype(array.dtype)
     if dtype != spec.dtype:
         raise invalid(f"input '{name}': expected {spec.dtype.name}, got {dtype.name}")
@@ -64,6 +110,18 @@ def check_array(name: str, spec: tf.TensorSpec, array: np.ndarray) -> None:
 
 
 def tensor_to_array(name: str, proto: TensorProto) -> np.ndarray:
+    """A request's TensorProto as a numpy array.
+
+    Args:
+        name: the input's name.
+        proto: its TensorProto.
+
+    Returns:
+        The array (`tf.make_ndarray`).
+
+    Raises:
+        ServingError: INVALID_ARGUMENT naming the input when the TensorProto is malformed.
+    """
     try:
         return tf.make_ndarray(proto)
     except Exception as e:  # unknown dtype, content that does not fill the shape, ...
@@ -71,11 +129,32 @@ def tensor_to_array(name: str, proto: TensorProto) -> np.ndarray:
 
 
 def array_to_tensor(array: np.ndarray) -> TensorProto:
+    """A numpy array as a TensorProto (`tf.make_tensor_proto`).
+
+    Args:
+        array: an output's value.
+
+    Returns:
+        The TensorProto.
+    """
     return tf.make_tensor_proto(array)
 
 
-def run_signature(fn, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Validates `arrays` against `fn`'s inputs, runs it; TF's errors keep their status code."""
+def run_signature(fn: tf.types.experimental.ConcreteFunction,
+                  arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Validates `arrays` against `fn`'s inputs, runs it; TF's errors keep their status code.
+
+    Args:
+        fn: a loaded signature.
+        arrays: its inputs, by name.
+
+    Returns:
+        Its outputs, by name.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT when ARRAYS do not match the inputs; TF's status code when
+            the run fails.
+    """
     specs = input_specs(fn)
     check_inputs(specs, arrays)
     for name, array in arrays.items():
@@ -146,8 +225,21 @@ def _flatten(value, leaf, name: str) -> tuple[list, tuple]:
     return flat, (len(value), *(shapes.pop() if shapes else ()))
 
 
-def json_to_array(name: str, spec: tf.TensorSpec, value) -> np.ndarray:
-    """One input's JSON value (nested lists of leaves) as an array of the spec's dtype."""
+def json_to_array(name: str, spec: tf.TensorSpec, value: Any) -> np.ndarray:
+    """One input's JSON value (nested lists of leaves) as an array of the spec's dtype.
+
+    Args:
+        name: the input's name.
+        spec: the input's spec in the signature.
+        value: a leaf, or nested lists of leaves; strings may be {"b64": ...}.
+
+    Returns:
+        The array, shaped as the nested lists.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT naming the input: a leaf of another type, bad base64, a
+            ragged list, a dtype not supported in JSON, or a value the dtype cannot hold.
+    """
     flat, shape = _flatten(value, _leaf_converter(name, spec.dtype), name)
     np_dtype = object if spec.dtype == tf.string else spec.dtype.as_numpy_dtype
     try:
@@ -157,7 +249,20 @@ def json_to_array(name: str, spec: tf.TensorSpec, value) -> np.ndarray:
 
 
 def json_to_arrays(body: dict, specs: dict[str, tf.TensorSpec]) -> tuple[dict, bool]:
-    """A :predict body's inputs as arrays and whether it used the row ("instances") format."""
+    """A :predict body's inputs as arrays and whether it used the row ("instances") format.
+
+    Args:
+        body: the request's JSON object: "instances" (rows) or "inputs" (columns).
+        specs: the signature's inputs (`input_specs`).
+
+    Returns:
+        ({input name: array}, whether the body used the row format).
+
+    Raises:
+        ServingError: INVALID_ARGUMENT when the body has both or neither of "instances" and
+            "inputs", malformed instances, bare values for a signature of several inputs, or
+            inputs that do not match SPECS.
+    """
     if ("instances" in body) == ("inputs" in body):
         raise invalid("the request must have exactly one of 'instances' (row format) or "
                       "'inputs' (columnar format)")
@@ -229,6 +334,17 @@ def arrays_to_json(outputs: dict[str, np.ndarray], row: bool) -> dict:
 
     One output is written bare; several as objects by name. String outputs are UTF-8 text, or
     {"b64": ...} when the output's name ends in "_bytes" or the bytes are not UTF-8.
+
+    Args:
+        outputs: a signature's outputs, by name.
+        row: write the row format (the request used "instances").
+
+    Returns:
+        The response's JSON object.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT in the row format when the outputs do not share a batch
+            size.
     """
     if not row:
         if len(outputs) == 1:
@@ -250,9 +366,23 @@ def arrays_to_json(outputs: dict[str, np.ndarray], row: bool) -> dict:
 # JSON tf.Examples (:classify)
 
 
-def json_to_example(obj) -> tf.train.Example:
-    """A JSON object as a tf.Example: strings and {"b64"} -> bytes_list, ints -> int64_list,
-    numbers with a fraction -> float_list; a value may be one leaf or a list of them."""
+def json_to_example(obj: Any) -> tf.train.Example:
+    """A JSON object as a tf.Example.
+
+    Strings and {"b64"} -> bytes_list, ints -> int64_list, numbers with a fraction ->
+    float_list; a value may be one leaf or a list of them (an empty list adds no feature).
+
+    Args:
+        obj: the JSON value, a {feature: value} object.
+
+    Returns:
+        The tf.Example.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT when OBJ is not an object, a {"b64"} value is not
+            base64, an integer is out of int64 range, or a feature's values are not all
+            strings, all integers or all numbers.
+    """
     if not isinstance(obj, dict):
         raise invalid(f"an example must be a JSON object of features, got {obj!r}")
     example = tf.train.Example()

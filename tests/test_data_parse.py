@@ -9,13 +9,13 @@ from ihas_keras.data import (
     AVAZU,
     CRITEO,
     REASONS,
-    BadInputError,
     get_format,
     load_schema,
     parse_lines,
     validate,
 )
 from ihas_keras.data.parse import parse_columns
+from ihas_keras.errors import BadInputError
 
 # The first row of Criteo's train.txt, as published (I12 and C22 are empty).
 CRITEO_ROW = (

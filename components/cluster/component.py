@@ -28,15 +28,26 @@ class ClusterSpec(types.ComponentSpec):
 
 
 class Cluster(base_component.BaseComponent):
-    """Mini-batch K-Means over the search model's masked embeddings of split "train". Outputs
-    `cluster_plan` (`plan.json`, `ihas_keras.ClusterPlan`, and `widths.png`)."""
+    """Mini-batch K-Means over the search model's masked embeddings of split "train".
+
+    Outputs `cluster_plan` (`plan.json`, `ihas_keras.ClusterPlan`, and `widths.png`).
+
+    Args:
+        examples: the transformed examples (Transform's `transformed_examples`).
+        model: the Search component's `model`.
+        format: the raw format's name (`ihas_keras.data.get_format`).
+        schema: the schema file, for format "generic".
+        num_clusters: K, the number of clusters.
+        batch_size: examples per batch.
+        seed: the K-Means seed.
+    """
 
     SPEC_CLASS = ClusterSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel, format: str,
                  schema: str | None = None, num_clusters: int = defaults.CLUSTERS,
-                 batch_size: int = defaults.BATCH_SIZE, seed: int = defaults.SPLIT_SEED):
+                 batch_size: int = defaults.BATCH_SIZE, seed: int = defaults.SPLIT_SEED) -> None:
         spec = ClusterSpec(
             examples=examples, model=model, format=format, schema=schema,
             num_clusters=num_clusters, batch_size=batch_size, seed=seed,

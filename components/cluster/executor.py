@@ -1,9 +1,10 @@
 """The Cluster executor: `ihas_keras.fit_clusters` on split "train" of the transformed examples."""
 
 import os
+from typing import Any
 
 from tfx.dsl.components.base import base_executor
-from tfx.types import artifact_utils
+from tfx.types import Artifact, artifact_utils
 
 import ihas_keras
 from components.search.executor import MODEL_FILE
@@ -17,7 +18,9 @@ HEATMAP_FILE = "widths.png"
 class Executor(base_executor.BaseExecutor):
     """Writes `{cluster_plan.uri}/plan.json` and the widths heatmap `widths.png`."""
 
-    def Do(self, input_dict, output_dict, exec_properties):
+    def Do(self, input_dict: dict[str, list[Artifact]],
+           output_dict: dict[str, list[Artifact]], exec_properties: dict[str, Any]) -> None:
+        """Fits the clusters and writes the plan and its heatmap."""
         self._log_startup(input_dict, output_dict, exec_properties)
         fmt = get_format(exec_properties["format"], exec_properties.get("schema") or None)
         examples = artifact_utils.get_single_uri(input_dict["examples"])

@@ -26,16 +26,27 @@ class EvaluateSpec(types.ComponentSpec):
 
 
 class Evaluate(base_component.BaseComponent):
-    """Scores split "test" of the RAW examples through each model's serving signature; the model
-    is blessed when its AUC >= the baseline's AUC - MARGIN. Outputs `blessing` (custom property
-    `blessed` 1/0, the file `BLESSED` or `NOT_BLESSED`, and `metrics.json`), as Pusher expects."""
+    """Scores split "test" of the RAW examples through each model's serving signature.
+
+    The model is blessed when its AUC >= the baseline's AUC - MARGIN. Outputs `blessing` (custom
+    property `blessed` 1/0, the file `BLESSED` or `NOT_BLESSED`, and `metrics.json`), as Pusher
+    expects.
+
+    Args:
+        examples: the raw examples (RawExampleGen's `examples`).
+        model: the model to bless (Retrain's `model`).
+        baseline: the model it is compared with (Retrain's `baseline`).
+        format: the raw format's name (`ihas_keras.data.get_format`); it must have a label.
+        schema: the schema file, for format "generic".
+        margin: the AUC the model may lose against the baseline and still be blessed.
+    """
 
     SPEC_CLASS = EvaluateSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
                  baseline: types.BaseChannel, format: str, schema: str | None = None,
-                 margin: float = defaults.BLESSING_MARGIN):
+                 margin: float = defaults.BLESSING_MARGIN) -> None:
         spec = EvaluateSpec(
             examples=examples, model=model, baseline=baseline, format=format, schema=schema,
             margin=float(margin), blessing=types.Channel(type=standard_artifacts.ModelBlessing),

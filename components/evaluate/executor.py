@@ -2,11 +2,12 @@
 
 import json
 import os
+from typing import Any
 
 import tensorflow as tf
 from tfx.components.evaluator import constants
 from tfx.dsl.components.base import base_executor
-from tfx.types import artifact_utils
+from tfx.types import Artifact, artifact_utils
 from tfx.utils import io_utils, path_utils
 
 from ihas_keras.data import get_format, splits
@@ -18,8 +19,23 @@ SPLIT = "test"
 
 
 def score(model_uri: str, examples_uri: str, label: str) -> dict:
-    """AUC, log loss and row count of the SavedModel at MODEL_URI's serving path, fed the
-    serialized raw tf.Examples of split "test" through its `serving_default` signature."""
+    """AUC, log loss and row count of the SavedModel at MODEL_URI's serving path.
+
+    The model is fed the serialized raw tf.Examples of split "test" through its
+    `serving_default` signature.
+
+    Args:
+        model_uri: a Model artifact's URI (the Retrain layout).
+        examples_uri: the raw Examples artifact's URI.
+        label: the label's feature name.
+
+    Returns:
+        {"auc", "logloss", "examples"}.
+
+    Raises:
+        BadInputError: there is no SavedModel at the serving path, it cannot be loaded, the
+            split is missing, or its labels are all equal.
+    """
     export_dir = path_utils.serving_model_path(model_uri)
     if not tf.io.gfile.exists(os.path.join(export_dir, "saved_model.pb")):
         raise BadInputError(f"{export_dir}: no SavedModel (expected the Retrain layout)")
@@ -29,7 +45,13 @@ def score(model_uri: str, examples_uri: str, label: str) -> dict:
 class Executor(base_executor.BaseExecutor):
     """Writes `metrics.json` and `BLESSED` or `NOT_BLESSED` into the blessing's URI."""
 
-    def Do(self, input_dict, output_dict, exec_properties):
+    def Do(self, input_dict: dict[str, list[Artifact]],
+           output_dict: dict[str, list[Artifact]], exec_properties: dict[str, Any]) -> None:
+        """Scores both models and writes the blessing.
+
+        Raises:
+            BadInputError: the format has no label, or split "test" has no files.
+        """
         self._log_startup(input_dict, output_dict, exec_properties)
         fmt = get_format(exec_properties["format"], exec_properties.get("schema") or None)
         if not fmt.label:

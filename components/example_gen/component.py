@@ -14,9 +14,18 @@ from ihas_keras import defaults
 
 
 def fingerprint(input_base: str) -> str:
-    """Names, sizes and modification times of INPUT_BASE's files, as TFX's ExampleGen driver
-    records them: an exec property, so a cached run is reused only while the files stay the same.
-    Taken when the pipeline is built (a missing folder gives "" and fails in the executor)."""
+    """The names, sizes and modification times of INPUT_BASE's files.
+
+    As TFX's ExampleGen driver records them: an exec property, so a cached run is reused only
+    while the files stay the same. Taken when the pipeline is built (a missing folder gives ""
+    and fails in the executor).
+
+    Args:
+        input_base: the folder of raw files.
+
+    Returns:
+        One `name:size:mtime_nsec` line per file, in name order; "" for a missing folder.
+    """
     if not tf.io.gfile.isdir(input_base):
         return ""
     parts = []
@@ -51,6 +60,13 @@ class RawExampleGen(base_beam_component.BaseBeamComponent):
     TFRecords of tf.Example in `Split-{name}/` (TFX ExampleGen's layout; empty fields absent), and
     `quarantine`: `quarantine.jsonl` (one JSON line per rejected row: file, line, reason, row) and
     `counts.json`. Fails, after writing both, when over `max_bad_fraction` of the rows are rejected.
+
+    Args:
+        input_base: the folder of raw files (every file in it is read).
+        format: the raw format's name (`ihas_keras.data.get_format`).
+        schema: the schema file, for format "generic".
+        seed: the seed of `assign_split`.
+        max_bad_fraction: the largest fraction of rejected rows the run accepts.
     """
 
     SPEC_CLASS = RawExampleGenSpec
@@ -58,7 +74,7 @@ class RawExampleGen(base_beam_component.BaseBeamComponent):
 
     def __init__(self, input_base: str, format: str = "criteo", schema: str | None = None,
                  seed: int = defaults.SPLIT_SEED,
-                 max_bad_fraction: float = defaults.MAX_BAD_FRACTION):
+                 max_bad_fraction: float = defaults.MAX_BAD_FRACTION) -> None:
         spec = RawExampleGenSpec(
             input_base=input_base, format=format, schema=schema, seed=seed,
             max_bad_fraction=max_bad_fraction, input_fingerprint=fingerprint(input_base),

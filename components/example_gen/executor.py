@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import shutil
+from typing import Any
 
 import apache_beam as beam
 import tensorflow as tf
@@ -20,14 +21,20 @@ from tfx.components.example_gen import write_split
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
-from tfx.types import artifact_utils
+from tfx.types import Artifact, artifact_utils
 
 from ihas_keras.data import get_format, splits
 from ihas_keras.data.formats import TableFormat
 from ihas_keras.data.ingest import serialized_examples
 from ihas_keras.data.parse import REASONS, parse_lines
 from ihas_keras.data.preprocess import SPLITS, assign_split
-from ihas_keras.data.read import ReadReport, check_counts, check_files, quarantine_record
+from ihas_keras.data.read import (
+    READ_BATCH_SIZE,
+    ReadReport,
+    check_counts,
+    check_files,
+    quarantine_record,
+)
 from ihas_keras.errors import BadInputError
 
 QUARANTINE_FILE = "quarantine.jsonl"
@@ -37,10 +44,20 @@ _QUARANTINED = "quarantine"
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
-    """Writes `{examples.uri}/Split-{train,eval,test}/data_tfrecord-*.gz` and
-    `{quarantine.uri}/quarantine.jsonl`, `counts.json`."""
+    """Writes the split examples and the quarantine.
 
-    def Do(self, input_dict, output_dict, exec_properties):
+    The examples go to `{examples.uri}/Split-{train,eval,test}/data_tfrecord-*.gz`, the
+    quarantine to `{quarantine.uri}/quarantine.jsonl` and `counts.json`.
+    """
+
+    def Do(self, input_dict: dict[str, list[Artifact]],
+           output_dict: dict[str, list[Artifact]], exec_properties: dict[str, Any]) -> None:
+        """Runs the Beam pipeline, then checks the counts.
+
+        Raises:
+            BadInputError: the input files are unusable (`input_files`), or over
+                `max_bad_fraction` of the rows were rejected (after both outputs are written).
+        """
         self._log_startup(input_dict, output_dict, exec_properties)
         fmt = get_format(exec_properties["format"], exec_properties.get("schema") or None)
         files = input_files(exec_properties["input_base"], fmt)
@@ -60,7 +77,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 | "Files" >> beam.Create(files)
                 | "Distribute" >> beam.Reshuffle()  # file names only: spreads files over workers
                 | "ReadLines" >> beam.ParDo(_ReadLines(fmt.header))
-                | "Batch" >> beam.BatchElements(min_batch_size=256, max_batch_size=4096)
+                | "Batch" >> beam.BatchElements(min_batch_size=256, max_batch_size=READ_BATCH_SIZE)
                 | "Parse" >> beam.ParDo(_Parse(fmt, exec_properties["seed"])).with_outputs(
                     *SPLITS, _QUARANTINED, "counts"
                 )
@@ -87,7 +104,18 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
 
 def input_files(input_base: str, fmt: TableFormat) -> list[str]:
-    """Every file in INPUT_BASE (TFX's default pattern `*`), checked by `check_files`."""
+    """Every file in INPUT_BASE (TFX's default pattern `*`), checked by `check_files`.
+
+    Args:
+        input_base: the folder of raw files.
+        fmt: their format.
+
+    Returns:
+        The files' paths, sorted.
+
+    Raises:
+        BadInputError: the folder is missing or holds no files, or `check_files` rejects them.
+    """
     if not tf.io.gfile.isdir(input_base):
         raise BadInputError(f"input_base {input_base}: no such folder")
     files = sorted(

@@ -1,10 +1,11 @@
 """The Retrain executor: `ihas_keras.retrain`, a base model, and both serving exports."""
 
 import os
+from typing import Any
 
 import tensorflow_transform as tft
 from tfx.dsl.components.base import base_executor
-from tfx.types import artifact_utils
+from tfx.types import Artifact, artifact_utils
 from tfx.utils import path_utils
 
 import ihas_keras
@@ -16,11 +17,18 @@ from ihas_keras.retraining import base_recommender, fit_recommender, retrain
 
 ROUTED_FILE = "routed.keras"
 BASELINE_FILE = "baseline.keras"
-class Executor(base_executor.BaseExecutor):
-    """Writes `{model.uri}/routed.keras`, `{baseline.uri}/baseline.keras`, and each one's
-    serving SavedModel at `path_utils.serving_model_path(uri)`."""
 
-    def Do(self, input_dict, output_dict, exec_properties):
+
+class Executor(base_executor.BaseExecutor):
+    """Writes the routed model, the base model and their serving SavedModels.
+
+    They are `{model.uri}/routed.keras`, `{baseline.uri}/baseline.keras`, and each one's serving
+    SavedModel at `path_utils.serving_model_path(uri)`.
+    """
+
+    def Do(self, input_dict: dict[str, list[Artifact]],
+           output_dict: dict[str, list[Artifact]], exec_properties: dict[str, Any]) -> None:
+        """Retrains the routed model and the base model, saves and exports both."""
         self._log_startup(input_dict, output_dict, exec_properties)
         fmt = get_format(exec_properties["format"], exec_properties.get("schema") or None)
         examples = artifact_utils.get_single_uri(input_dict["examples"])

@@ -35,9 +35,25 @@ class SearchSpec(types.ComponentSpec):
 
 
 class Search(base_component.BaseComponent):
-    """Pretrains with open gates, then bi-level search: base steps on split "train", gate steps
-    on split "eval". Outputs `model` (`search.keras` and `gate_histogram.png`) and `model_run`
-    (TensorBoard logs)."""
+    """Pretrains with open gates, then bi-level search.
+
+    Base steps run on split "train", gate steps on split "eval". Outputs `model` (`search.keras`
+    and `gate_histogram.png`) and `model_run` (TensorBoard logs).
+
+    Args:
+        examples: the transformed examples (Transform's `transformed_examples`).
+        transform_graph: Transform's `transform_graph` (the fields' vocabulary sizes).
+        format: the raw format's name (`ihas_keras.data.get_format`).
+        schema: the schema file, for format "generic".
+        embedding_dim: the full width of every field's embedding.
+        backbone: "dnn", "fm", "wide_deep", "deepfm" or "dcn_v2".
+        pretrain_epochs: epochs over "train" with the gates open.
+        epochs: epochs of bi-level search.
+        gate_every: training batches between two gate steps (one "eval" batch each).
+        batch_size: examples per batch.
+        regularization_weight: the gate regularizer's weight in the gate loss.
+        seed: seeds the training shuffle, Keras and the gate noise.
+    """
 
     SPEC_CLASS = SearchSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
@@ -49,7 +65,7 @@ class Search(base_component.BaseComponent):
                  epochs: int = defaults.SEARCH_EPOCHS, gate_every: int = defaults.GATE_EVERY,
                  batch_size: int = defaults.BATCH_SIZE,
                  regularization_weight: float = defaults.REGULARIZATION_WEIGHT,
-                 seed: int = defaults.SPLIT_SEED):
+                 seed: int = defaults.SPLIT_SEED) -> None:
         spec = SearchSpec(
             examples=examples, transform_graph=transform_graph, format=format, schema=schema,
             embedding_dim=embedding_dim, backbone=backbone, pretrain_epochs=pretrain_epochs,

@@ -1,6 +1,7 @@
 """The Search executor: `ihas_keras.search` over the Transform component's splits."""
 
 import os
+from typing import Any
 
 import keras
 import numpy as np
@@ -8,7 +9,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow.core.framework import summary_pb2
 from tfx.dsl.components.base import base_executor
-from tfx.types import artifact_utils
+from tfx.types import Artifact, artifact_utils
 
 import ihas_keras
 from ihas_keras.data import get_format, splits
@@ -25,16 +26,28 @@ SCALAR = summary_pb2.SummaryMetadata(
 
 
 class EpochSummaries(keras.callbacks.Callback):
-    """TensorBoard scalars `epoch_{metric}` in LOG_DIR/train, numbered across `fit` calls
-    (pretraining, then search). Written with TF's own summary ops: `keras.callbacks.TensorBoard`
-    needs the `tensorboard` package, which the environment does not install."""
+    """TensorBoard scalars `epoch_{metric}` in LOG_DIR/train, numbered across `fit` calls.
 
-    def __init__(self, log_dir: str):
+    The `fit` calls are pretraining, then search. Written with TF's own summary ops:
+    `keras.callbacks.TensorBoard` needs the `tensorboard` package, which the environment does not
+    install.
+
+    Args:
+        log_dir: the folder of the logs (the ModelRun artifact's URI).
+    """
+
+    def __init__(self, log_dir: str) -> None:
         super().__init__()
         self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "train"))
         self.epochs = 0
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Writes each metric of LOGS as a scalar at this callback's own epoch count.
+
+        Args:
+            epoch: the epoch's number within the current `fit` (unused).
+            logs: the epoch's metrics, by name.
+        """
         with self.writer.as_default():
             for name, value in (logs or {}).items():
                 tf.summary.write(f"epoch_{name}", float(value), self.epochs, SCALAR)
@@ -45,7 +58,9 @@ class EpochSummaries(keras.callbacks.Callback):
 class Executor(base_executor.BaseExecutor):
     """Trains the search model; writes `{model.uri}/search.keras` and its gate histogram."""
 
-    def Do(self, input_dict, output_dict, exec_properties):
+    def Do(self, input_dict: dict[str, list[Artifact]],
+           output_dict: dict[str, list[Artifact]], exec_properties: dict[str, Any]) -> None:
+        """Builds and searches the model, saves it and plots its gate probabilities on "eval"."""
         self._log_startup(input_dict, output_dict, exec_properties)
         fmt = get_format(exec_properties["format"], exec_properties.get("schema") or None)
         examples = artifact_utils.get_single_uri(input_dict["examples"])

@@ -24,11 +24,23 @@ AVAZU_COLUMNS = (
 class TableFormat:
     """The layout of one raw table.
 
-    columns: every column in file order. label: the 0/1 label column, or None for unlabeled rows.
-    numeric: integer columns (may be empty; bucketized later, then treated as categorical).
-    categorical: string columns (may be empty). dropped: columns parsed for their count only.
-    hour: an Avazu-style YYMMDDHH column, replaced by the derived fields `hour_of_day` and
-    `day_of_week`. header: whether the first line of each file names the columns.
+    Every column must be exactly one of the label, a numeric, categorical or dropped column, or
+    the hour column.
+
+    Attributes:
+        name: the format's name, such as "criteo".
+        columns: every column in file order.
+        label: the 0/1 label column, or None for unlabeled rows.
+        numeric: integer columns (may be empty; bucketized later, then treated as categorical).
+        categorical: string columns (may be empty).
+        dropped: columns parsed for their count only.
+        hour: an Avazu-style YYMMDDHH column, replaced by the derived fields `hour_of_day` and
+            `day_of_week`.
+        delimiter: the one character between columns.
+        header: whether the first line of each file names the columns.
+
+    Raises:
+        ValueError: a column has no role or more than one, or the delimiter is not one character.
     """
 
     name: str
@@ -64,7 +76,12 @@ class TableFormat:
         return (*self.numeric, *self.categorical, *self.derived)
 
     def unlabeled(self) -> "TableFormat":
-        """The same layout without its label column (for example Criteo's test files)."""
+        """The same layout without its label column (for example Criteo's test files).
+
+        Returns:
+            This format if it has no label, else a copy named `NAME-unlabeled` without the label
+            column.
+        """
         if self.label is None:
             return self
         return dataclasses.replace(
@@ -102,6 +119,16 @@ def load_schema(path: str) -> TableFormat:
 
     Keys: `columns` (all columns in file order), `label`, `categorical`, `numeric` (integers),
     `dropped`, `delimiter` (default ","), `header` (default true).
+
+    Args:
+        path: the schema file; its base name without extension names the format.
+
+    Returns:
+        The table's format.
+
+    Raises:
+        ValueError: the file cannot be read, is not a mapping, has unknown keys or no `columns`,
+            or describes an invalid format.
     """
     try:
         with open(path) as f:
@@ -134,7 +161,19 @@ def load_schema(path: str) -> TableFormat:
 
 
 def get_format(name: str, schema: str | None = None) -> TableFormat:
-    """`criteo`, `criteo-test`, `avazu`, or `generic` with a schema file."""
+    """A built-in format or a generic one read from a schema file.
+
+    Args:
+        name: `criteo`, `criteo-test`, `avazu`, or `generic` with a schema file.
+        schema: the schema file's path (`load_schema`), for `generic` (ignored otherwise).
+
+    Returns:
+        The table's format.
+
+    Raises:
+        ValueError: the name is unknown, `generic` has no schema file, or the schema file is
+            invalid.
+    """
     if name == "generic":
         if not schema:
             raise ValueError("format 'generic' needs a schema file (--schema PATH)")

@@ -23,7 +23,17 @@ from ihas_keras.data.read import ReadReport, validate
 
 
 def to_record_batch(batch: dict, rows: np.ndarray, fmt: TableFormat) -> pa.RecordBatch:
-    """The selected ROWS of a parsed batch as an Arrow batch of list columns (empty = absent)."""
+    """The selected ROWS of a parsed batch as an Arrow batch of list columns (empty = absent).
+
+    Args:
+        batch: a parsed batch with numpy values (`read_table`'s, as `validate` passes it).
+        rows: a boolean mask [B] of the rows to take.
+        fmt: the batch's format; the label column is included when FMT has one.
+
+    Returns:
+        One list column per feature field (and the label): a present value is a one-element list,
+        a missing one an empty list.
+    """
     columns = {}
     if fmt.label:
         label = batch["label"][rows]
@@ -39,8 +49,16 @@ def to_record_batch(batch: dict, rows: np.ndarray, fmt: TableFormat) -> pa.Recor
 
 
 def serialized_examples(batch: dict, rows: np.ndarray, fmt: TableFormat) -> list[bytes]:
-    """The selected ROWS of a parsed batch as serialized tf.Examples (tfx_bsl's encoder); with
-    `fmt.unlabeled()`, without their label."""
+    """The selected ROWS of a parsed batch as serialized tf.Examples (tfx_bsl's encoder).
+
+    Args:
+        batch: a parsed batch with numpy values.
+        rows: a boolean mask [B] of the rows to take.
+        fmt: the batch's format; with `fmt.unlabeled()`, the examples are without their label.
+
+    Returns:
+        One serialized tf.Example per selected row.
+    """
     return example_coder.RecordBatchToExamples(to_record_batch(batch, rows, fmt))
 
 
@@ -52,7 +70,23 @@ def ingest(
     max_bad_fraction: float = defaults.MAX_BAD_FRACTION,
     progress: bool = False,
 ) -> ReadReport:
-    """Validates PATHS and writes the accepted rows to OUT_DIR by split; returns the counts."""
+    """Validates PATHS and writes the accepted rows to OUT_DIR by split.
+
+    Args:
+        paths: the raw files.
+        fmt: the files' format.
+        out_dir: the output folder: the splits, quarantine.jsonl and counts.json.
+        seed: the split seed (`assign_split`).
+        max_bad_fraction: the highest fraction of rejected rows that passes.
+        progress: show a progress bar.
+
+    Returns:
+        The counts.
+
+    Raises:
+        BadInputError: `validate` rejects the files or finds too many bad rows.
+        RuntimeError: rows were lost while counting (`check_counts`).
+    """
     writers = {}
     for split in SPLITS:
         os.makedirs(splits.split_dir(out_dir, split), exist_ok=True)

@@ -28,10 +28,15 @@ INTEGER_PATTERN = r"-?[0-9]{1,18}"  # 18 digits always fit int64
 def parse_lines(lines: tf.Tensor, fmt: TableFormat) -> dict:
     """Parses a [B] string tensor of raw lines (without line ends).
 
-    Returns {"reason": int32[B], "label": int64[B] (labeled formats), "values": {field: [B]},
-    "present": {field: bool[B]}}: numeric fields are int64, categorical and derived fields are
-    strings; a field that is empty in the row is not present. Values of rejected rows are
-    meaningless.
+    Args:
+        lines: the raw lines [B].
+        fmt: the table's format.
+
+    Returns:
+        {"reason": int32[B], "label": int64[B] (labeled formats), "values": {field: [B]},
+        "present": {field: bool[B]}}: numeric fields are int64, categorical and derived fields are
+        strings; a field that is empty in the row is not present. Values of rejected rows are
+        meaningless.
     """
     lines = tf.convert_to_tensor(lines, tf.string)
     ncols = len(fmt.columns)
@@ -49,10 +54,18 @@ def parse_lines(lines: tf.Tensor, fmt: TableFormat) -> dict:
     return out
 
 
-def parse_columns(column: dict, fmt: TableFormat) -> dict:
-    """Parses raw cells already split into columns: {column: [B] string}, every input column of
-    FMT (and its label, when FMT has one). The same output as `parse_lines`, with the reasons
-    that concern single cells only (bad_label, bad_numeric, bad_hour)."""
+def parse_columns(column: dict[str, tf.Tensor], fmt: TableFormat) -> dict:
+    """Parses raw cells already split into columns.
+
+    Args:
+        column: {column: [B] string}, every input column of FMT (and its label, when FMT has
+            one).
+        fmt: the table's format.
+
+    Returns:
+        The same output as `parse_lines`, with the reasons that concern single cells only
+        (bad_label, bad_numeric, bad_hour).
+    """
     checks = []
     out = {"values": {}, "present": {}}
     if fmt.label:

@@ -8,6 +8,8 @@ The vocabulary of field F is written as the TFT vocabulary file named F, so its 
 `vocabulary_size_by_name(F) + 2`.
 """
 
+from collections.abc import Callable
+
 import tensorflow as tf
 import tensorflow_transform as tft
 
@@ -21,7 +23,15 @@ SPLITS = ("train", "eval", "test")
 
 
 def raw_feature_spec(fmt: TableFormat) -> dict:
-    """The tf.Example layout of parsed rows: every input field optional (absent when empty)."""
+    """The tf.Example layout of parsed rows: every input field optional (absent when empty).
+
+    Args:
+        fmt: the rows' format.
+
+    Returns:
+        {field: `tf.io.VarLenFeature`} (int64 for numeric fields, string for categorical and
+        derived ones), plus the label as a `tf.io.FixedLenFeature([], tf.int64)` when FMT has one.
+    """
     spec = {name: tf.io.VarLenFeature(tf.int64) for name in fmt.numeric}
     spec.update({name: tf.io.VarLenFeature(tf.string) for name in fmt.categorical + fmt.derived})
     if fmt.label:
@@ -30,7 +40,14 @@ def raw_feature_spec(fmt: TableFormat) -> dict:
 
 
 def numeric_token(x: tf.Tensor) -> tf.Tensor:
-    """The paper's rule for integer fields: x > 2 -> floor(ln(x)^2), else x; as a string token."""
+    """The paper's rule for integer fields: x > 2 -> floor(ln(x)^2), else x; as a string token.
+
+    Args:
+        x: integer values (converted to int64).
+
+    Returns:
+        The tokens, a string tensor of X's shape.
+    """
     x = tf.convert_to_tensor(x, tf.int64)
     logged = tf.cast(tf.floor(tf.math.log(tf.cast(tf.maximum(x, 1), tf.float64)) ** 2), tf.int64)
     return tf.strings.as_string(tf.where(x > 2, logged, x))
@@ -45,9 +62,20 @@ def _dense_tokens(x, numeric: bool) -> tf.Tensor:
     return numeric_token(x) if numeric else x
 
 
-def make_preprocessing_fn(fmt: TableFormat,
-                          frequency_threshold: int = defaults.FREQUENCY_THRESHOLD):
-    """The preprocessing_fn for FMT: {field: int64 id} plus the label, as described above."""
+def make_preprocessing_fn(
+    fmt: TableFormat, frequency_threshold: int = defaults.FREQUENCY_THRESHOLD
+) -> Callable[[dict], dict]:
+    """The preprocessing_fn for FMT: {field: int64 id} plus the label, as described above.
+
+    Args:
+        fmt: the data's format.
+        frequency_threshold: values seen fewer times than this in the analyzed data get the
+            "others" id.
+
+    Returns:
+        The TF Transform `preprocessing_fn`: raw inputs (`raw_feature_spec`'s layout) ->
+        {field: int64 id [B]}, plus the label when FMT has one and it is among the inputs.
+    """
 
     def preprocessing_fn(inputs: dict) -> dict:
         outputs = {}
@@ -80,6 +108,14 @@ def assign_split(files: tf.Tensor, lines: tf.Tensor, seed: int = defaults.SPLIT_
 
     Deterministic for a seed: the same row lands in the same split on every run and every reader.
     Only the file's base name counts, so moving the data keeps the split.
+
+    Args:
+        files: the rows' file paths [B].
+        lines: the rows' line numbers [B].
+        seed: the split seed.
+
+    Returns:
+        The split indices [B], indices into `SPLITS`.
     """
     base = tf.strings.regex_replace(files, r"^.*/", "")
     keys = tf.strings.join([str(seed), base, tf.strings.as_string(lines)], separator=":")

@@ -8,7 +8,9 @@ import collections
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 
+import numpy as np
 import tensorflow as tf
 
 from ihas_keras import defaults
@@ -16,13 +18,23 @@ from ihas_keras.data.formats import TableFormat
 from ihas_keras.data.parse import REASONS, parse_lines
 from ihas_keras.errors import BadInputError
 
+READ_BATCH_SIZE = 4096  # raw lines parsed per batch
+
 
 def _compression(path: str) -> str:
     return "GZIP" if path.endswith(".gz") else ""
 
 
 def check_files(paths: list[str], fmt: TableFormat) -> None:
-    """Every path exists and, for formats with a header, starts with the expected header."""
+    """Every path exists and, for formats with a header, starts with the expected header.
+
+    Args:
+        paths: the raw files (gzipped when their name ends with ".gz").
+        fmt: the files' format.
+
+    Raises:
+        BadInputError: no paths are given, a file is missing, or its header does not match FMT.
+    """
     if not paths:
         raise BadInputError("no input files given")
     for path in paths:
@@ -39,11 +51,22 @@ def check_files(paths: list[str], fmt: TableFormat) -> None:
                 )
 
 
-def read_table(paths: list[str], fmt: TableFormat, batch_size: int = 4096) -> tf.data.Dataset:
+def read_table(paths: list[str], fmt: TableFormat,
+               batch_size: int = READ_BATCH_SIZE) -> tf.data.Dataset:
     """Batches of parsed rows from raw files, in file order.
 
-    Each batch is `parse_lines`'s output plus "file" (string), "line" (1-based line number in that
-    file) and "raw" (the line itself). Rejected rows are included, with their reason code.
+    Args:
+        paths: the raw files (gzipped when their name ends with ".gz").
+        fmt: the files' format.
+        batch_size: lines per batch (a file's last batch may be smaller).
+
+    Returns:
+        A dataset of batches, each `parse_lines`'s output plus "file" (string), "line" (1-based
+        line number in that file) and "raw" (the line itself). Rejected rows are included, with
+        their reason code.
+
+    Raises:
+        BadInputError: `check_files` rejects PATHS.
     """
     check_files(paths, fmt)
     first_line = 2 if fmt.header else 1
@@ -75,7 +98,15 @@ def read_table(paths: list[str], fmt: TableFormat, batch_size: int = 4096) -> tf
 
 @dataclasses.dataclass
 class ReadReport:
-    """Counts from one pass over raw files."""
+    """Counts from one pass over raw files.
+
+    Attributes:
+        rows_read: every row read.
+        rows_accepted: the rows that passed validation.
+        rows_quarantined: the rows rejected and written to the quarantine.
+        by_reason: rejected rows per reason (`REASONS`), for the reasons that occurred.
+        quarantine: the quarantine file's path.
+    """
 
     rows_read: int = 0
     rows_accepted: int = 0
@@ -85,9 +116,11 @@ class ReadReport:
 
     @property
     def bad_fraction(self) -> float:
+        """The fraction of rows read that were quarantined (0.0 when no row was read)."""
         return self.rows_quarantined / self.rows_read if self.rows_read else 0.0
 
     def summary(self) -> str:
+        """The counts as one line of text, with the quarantine's path when rows were rejected."""
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.by_reason.items())) or "none"
         return (
             f"rows read {self.rows_read}, accepted {self.rows_accepted}, "
@@ -101,15 +134,30 @@ def validate(
     fmt: TableFormat,
     quarantine_path: str,
     max_bad_fraction: float = defaults.MAX_BAD_FRACTION,
-    on_batch=None,
-    batch_size: int = 4096,
+    on_batch: Callable[[dict, np.ndarray], object] | None = None,
+    batch_size: int = READ_BATCH_SIZE,
     progress: bool = False,
 ) -> ReadReport:
     """Reads every row, writes rejected ones to QUARANTINE_PATH, and counts.
 
-    on_batch(batch, accepted) is called for each batch (numpy values; `accepted` a boolean mask),
-    for callers that keep the accepted rows. Raises BadInputError when the quarantined fraction is
-    above max_bad_fraction (the quarantine and counts are written first).
+    Args:
+        paths: the raw files.
+        fmt: the files' format.
+        quarantine_path: the quarantine file to write (JSON lines, `quarantine_record`); its
+            folder is created if needed.
+        max_bad_fraction: the highest fraction of rejected rows that passes.
+        on_batch: on_batch(batch, accepted) is called for each batch (numpy values; `accepted` a
+            boolean mask), for callers that keep the accepted rows.
+        batch_size: lines per batch.
+        progress: show a progress bar.
+
+    Returns:
+        The counts.
+
+    Raises:
+        BadInputError: the quarantined fraction is above max_bad_fraction (the quarantine and
+            counts are written first), or `check_files` rejects PATHS.
+        RuntimeError: rows read != rows accepted + rows quarantined (`check_counts`).
     """
     report = ReadReport(quarantine=quarantine_path)
     reasons = collections.Counter()

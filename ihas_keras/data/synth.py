@@ -24,17 +24,35 @@ _AUC_BINS = 1 << 17
 
 @dataclasses.dataclass
 class Field:
+    """One generated field.
+
+    Attributes:
+        name: the field's name.
+        vocab: distinct values.
+        cdf: Zipf-like cumulative frequencies of the value ids.
+        missing: fraction of rows where the field is empty.
+        tokens: value id -> the string written to the file.
+    """
+
     name: str
-    vocab: int  # distinct values
-    cdf: np.ndarray  # Zipf-like cumulative frequencies of the value ids
-    missing: float  # fraction of rows where the field is empty
-    tokens: np.ndarray  # value id -> the string written to the file
+    vocab: int
+    cdf: np.ndarray
+    missing: float
+    tokens: np.ndarray
 
 
 @dataclasses.dataclass
 class Segment:
-    weight: float  # share of rows
-    signal: dict  # field name -> effect of each value id on the logit
+    """One latent segment.
+
+    Attributes:
+        weight: share of rows.
+        signal: field name -> effect of each value id on the logit.
+        bias: the logit's bias, which gives the segment its target label rate.
+    """
+
+    weight: float
+    signal: dict
     bias: float = 0.0
 
 
@@ -57,9 +75,24 @@ def _tokens(fmt_name: str, name: str, vocab: int, salt: int) -> np.ndarray:
 
 
 class Generator:
-    """Draws rows for one format; all randomness comes from `seed`."""
+    """Draws rows for one format; all randomness comes from `seed`.
 
-    def __init__(self, fmt: TableFormat, segments: int, seed: int):
+    Args:
+        fmt: the format, criteo or avazu (those of `MARKERS`).
+        segments: the number of latent segments K.
+        seed: the seed of every random draw.
+
+    Attributes:
+        fmt: the format.
+        rng: the random generator.
+        fields: field name -> `Field`, for the generated fields.
+        segments: the `Segment`s.
+
+    Raises:
+        ValueError: FMT has no synthetic data, or SEGMENTS is below 1.
+    """
+
+    def __init__(self, fmt: TableFormat, segments: int, seed: int) -> None:
         if fmt.name not in MARKERS:
             raise ValueError(f"synthetic data exists for criteo and avazu, not {fmt.name!r}")
         if segments < 1:
@@ -130,8 +163,16 @@ class Generator:
                 hi = mid
         return (lo + hi) / 2
 
-    def chunk(self, n: int):
-        """Draws n rows: (columns name -> tokens, segment ids, true probabilities, labels)."""
+    def chunk(self, n: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+        """Draws n rows.
+
+        Args:
+            n: how many rows to draw.
+
+        Returns:
+            (the file's columns in order, each an array of n tokens; segment ids [n]; true
+            probabilities [n]; labels [n]).
+        """
         rng = self.rng
         weights = np.array([s.weight for s in self.segments])
         segment = rng.choice(len(self.segments), size=n, p=weights)
@@ -179,6 +220,21 @@ class Generator:
 
 @dataclasses.dataclass
 class SynthReport:
+    """What `synthesize` wrote, as `PATH.meta.json` holds it.
+
+    Attributes:
+        path: the data file.
+        rows: rows written.
+        format: the format's name.
+        segments: the number of latent segments.
+        seed: the generator's seed.
+        label_rate: the fraction of rows labeled 1.
+        oracle_auc: the AUC of the true probabilities.
+        segment_sizes: rows per segment.
+        signal_fields: per segment, the sorted names of the fields that drive its click
+            probability.
+    """
+
     path: str
     rows: int
     format: str
@@ -190,6 +246,7 @@ class SynthReport:
     signal_fields: list
 
     def summary(self) -> str:
+        """The report as one line of text."""
         return (
             f"wrote {self.rows} {self.format} rows to {self.path} ({self.segments} segments, "
             f"sizes {self.segment_sizes}); label rate {self.label_rate:.3f}; "
@@ -198,7 +255,15 @@ class SynthReport:
 
 
 def histogram_auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """AUC from per-bin counts of positives and negatives (ties within a bin count one half)."""
+    """AUC from per-bin counts of positives and negatives (ties within a bin count one half).
+
+    Args:
+        pos: positives per bin, bins in increasing score order.
+        neg: negatives per bin, over the same bins.
+
+    Returns:
+        The AUC.
+    """
     neg_below = np.cumsum(neg) - neg
     wins = (pos * neg_below).sum() + 0.5 * (pos * neg).sum()
     return float(wins / (pos.sum() * neg.sum()))
@@ -213,7 +278,23 @@ def synthesize(
     chunk_rows: int = 100_000,
     progress: bool = False,
 ) -> SynthReport:
-    """Writes ROWS generated rows to PATH, plus the truth sidecar and metadata; returns a report."""
+    """Writes ROWS generated rows to PATH, plus the truth sidecar and metadata.
+
+    Args:
+        path: the data file to write; `PATH.truth.tsv` and `PATH.meta.json` are written beside it.
+        rows: how many rows to write.
+        format: "criteo" or "avazu".
+        segments: the number of latent segments.
+        seed: the seed of every random draw.
+        chunk_rows: rows generated and written at a time.
+        progress: show a progress bar.
+
+    Returns:
+        The report, as written to `PATH.meta.json`.
+
+    Raises:
+        ValueError: the format is unknown or has no synthetic data, or SEGMENTS is below 1.
+    """
     from tqdm import tqdm
 
     gen = Generator(get_format(format), segments, seed)  # Generator rejects other formats

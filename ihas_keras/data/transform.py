@@ -81,10 +81,22 @@ def transform(
     frequency_threshold: int = defaults.FREQUENCY_THRESHOLD,
     beam_args: list[str] | None = None,
 ) -> dict[str, int]:
-    """Analyzes EXAMPLES_DIR's train split, transforms every split into OUT_DIR; rows per split.
+    """Analyzes EXAMPLES_DIR's train split, transforms every split into OUT_DIR.
 
-    beam_args: Beam pipeline options (DirectRunner unless --runner says otherwise). Raises
-    RowsLostError when a split wrote fewer rows than it read.
+    Args:
+        examples_dir: the ingested examples (`ingest`'s output folder).
+        fmt: the data's format.
+        out_dir: the output folder: the transform graph and the transformed splits.
+        frequency_threshold: values seen fewer times than this in the train split get the
+            "others" id.
+        beam_args: Beam pipeline options (DirectRunner unless --runner says otherwise).
+
+    Returns:
+        Rows written per split.
+
+    Raises:
+        BadInputError: EXAMPLES_DIR is missing, or one of its splits is missing or empty.
+        RowsLostError: a split wrote fewer rows than it read.
     """
     _check_examples(examples_dir)
     schema = schema_utils.schema_from_feature_spec(raw_feature_spec(fmt))
@@ -120,7 +132,16 @@ def _counts(result) -> dict[str, int]:
 
 
 def vocabulary_sizes(transform_output_dir: str, fmt: TableFormat) -> dict[str, int]:
-    """Embedding table size per field: its vocabulary plus the reserved ids (missing, others)."""
+    """Embedding table size per field: its vocabulary plus the reserved ids (missing, others).
+
+    Args:
+        transform_output_dir: a TF Transform output folder (`transform`'s, or a Transform
+            component's).
+        fmt: the data's format.
+
+    Returns:
+        {field: table size} for every feature field.
+    """
     output = tft.TFTransformOutput(transform_output_dir)
     return {f: output.vocabulary_size_by_name(f) + RESERVED_IDS for f in fmt.feature_fields}
 
@@ -141,7 +162,9 @@ def transformed_dataset(out_dir: str, split: str, fmt: TableFormat, batch_size: 
         A dataset of ({field: int64 ids [B]}, label [B]).
 
     Raises:
-        BadInputError: the split is missing (run `transform` first).
+        BadInputError: the split is missing (run `transform` first), or FMT's label is not
+            among the transformed features.
     """
+    splits.split_files(out_dir, split)  # names a missing split before the transform output
     spec = tft.TFTransformOutput(out_dir).transformed_feature_spec()
     return splits.dataset(out_dir, split, spec, fmt.label, batch_size, shuffle, seed)

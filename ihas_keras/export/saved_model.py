@@ -13,6 +13,7 @@ written to `assets.extra/tf_serving_warmup_requests`.
 
 import os
 
+import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
@@ -26,15 +27,40 @@ WARMUP_BATCH_SIZES = (1, 64)
 
 
 def raw_input_columns(fmt: TableFormat) -> list[str]:
-    """The raw columns `predict_raw` takes: every column but the label and dropped ones."""
+    """The raw columns `predict_raw` takes: every column but the label and dropped ones.
+
+    Args:
+        fmt: the data's format.
+
+    Returns:
+        The column names, in file order.
+    """
     return [c for c in fmt.columns if c != fmt.label and c not in fmt.dropped]
 
 
 class ServingModule(tf.Module):
-    """Tracks the model and the TFT layer (its vocabulary tables and assets) for saving, and
-    holds the three signature functions."""
+    """Tracks the model and the TFT layer (its vocabulary tables and assets) for saving.
 
-    def __init__(self, model, transform_graph_dir: str, fmt: TableFormat):
+    It also holds the three signature functions.
+
+    Args:
+        model: the Keras model to serve (a `RoutedModel` or `Recommender`).
+        transform_graph_dir: the TF Transform output whose graph turns raw features into the
+            model's inputs.
+        fmt: the raw data's format.
+
+    Attributes:
+        model: the Keras model.
+        tft_layer: the TF Transform graph as a Keras layer.
+        serve_examples: the `serving_default` function: [B] serialized raw tf.Examples ->
+            {"probability", "cluster"}.
+        classify: the `classify` function: [B] serialized raw tf.Examples -> {"classes",
+            "scores"}.
+        predict_raw: the `predict_raw` function: {raw column: [B] string} -> {"probability",
+            "cluster"}.
+    """
+
+    def __init__(self, model: keras.Model, transform_graph_dir: str, fmt: TableFormat) -> None:
         super().__init__()
         self.model = model
         self.tft_layer = tft.TFTransformOutput(transform_graph_dir).transform_features_layer()
@@ -48,6 +74,7 @@ class ServingModule(tf.Module):
         ])
 
     def signatures(self) -> dict:
+        """The concrete signature functions by signature name, for `tf.saved_model.save`."""
         return {
             "serving_default": self.serve_examples.get_concrete_function(),
             "predict_raw": self.predict_raw.get_concrete_function(),
@@ -55,7 +82,15 @@ class ServingModule(tf.Module):
         }
 
     def score(self, raw_features: dict) -> dict:
-        """Raw feature tensors (the raw feature spec's layout) -> "probability", "cluster"."""
+        """Scores raw feature tensors.
+
+        Args:
+            raw_features: raw feature tensors (the raw feature spec's layout).
+
+        Returns:
+            {"probability": float32 [B], "cluster": int32 [B]}; cluster 0 for a model without
+            clusters.
+        """
         transformed = self.tft_layer(raw_features)
         outputs = self.model({f: transformed[f] for f in self.model.fields})
         if not isinstance(outputs, dict):
@@ -106,8 +141,18 @@ def _present_values(values, present) -> tf.SparseTensor:
 
 
 def write_warmup_requests(export_dir: str, examples: list[bytes]) -> str:
-    """`assets.extra/tf_serving_warmup_requests`: `serving_default` PredictRequests of EXAMPLES,
-    one at each batch size of WARMUP_BATCH_SIZES (examples repeated as needed)."""
+    """Writes TF Serving's warmup requests into a SavedModel folder.
+
+    The file `assets.extra/tf_serving_warmup_requests` holds `serving_default` PredictRequests of
+    EXAMPLES, one at each batch size of WARMUP_BATCH_SIZES (examples repeated as needed).
+
+    Args:
+        export_dir: the SavedModel folder.
+        examples: serialized raw tf.Examples (at least one).
+
+    Returns:
+        The warmup file's path.
+    """
     path = os.path.join(export_dir, WARMUP_FILE)
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.TFRecordWriter(path) as writer:
@@ -124,12 +169,24 @@ def write_warmup_requests(export_dir: str, examples: list[bytes]) -> str:
     return path
 
 
-def export_serving_model(model, transform_graph_dir: str, fmt: TableFormat, export_dir: str,
-                         warmup_examples: list[bytes] | None = None) -> str:
-    """Saves MODEL (a `RoutedModel` or `Recommender`) behind TRANSFORM_GRAPH_DIR's transform
-    graph (a Transform component's output or `ihas data prepare`'s OUT/transformed) to EXPORT_DIR,
-    with the signatures above and warmup requests of WARMUP_EXAMPLES (serialized raw tf.Examples;
-    by default one empty example, every field missing)."""
+def export_serving_model(model: keras.Model, transform_graph_dir: str, fmt: TableFormat,
+                         export_dir: str, warmup_examples: list[bytes] | None = None) -> str:
+    """Saves MODEL behind a transform graph to EXPORT_DIR, for TF Serving.
+
+    The export has the signatures above and warmup requests of WARMUP_EXAMPLES.
+
+    Args:
+        model: a `RoutedModel` or `Recommender`.
+        transform_graph_dir: the transform graph's folder (a Transform component's output or
+            `ihas data prepare`'s OUT/transformed).
+        fmt: the raw data's format.
+        export_dir: the SavedModel folder to write.
+        warmup_examples: serialized raw tf.Examples for the warmup requests; by default one empty
+            example, every field missing.
+
+    Returns:
+        EXPORT_DIR.
+    """
     module = ServingModule(model, transform_graph_dir, fmt)
     tf.saved_model.save(module, export_dir, signatures=module.signatures())
     set_method_name(export_dir, "classify", CLASSIFY_METHOD)

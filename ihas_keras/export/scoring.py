@@ -15,7 +15,7 @@ from ihas_keras.data import splits
 from ihas_keras.errors import BadInputError
 
 SIGNATURE = "serving_default"
-BATCH_SIZE = 4096
+EVALUATION_BATCH_SIZE = 4096
 EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1 - EPSILON] for the log loss
 
 
@@ -54,7 +54,7 @@ def load_signature(export_dir: str):
 
 
 def predict_split(signature, root: str, split: str, label: str,
-                  batch_size: int = BATCH_SIZE) -> Predictions:
+                  batch_size: int = EVALUATION_BATCH_SIZE) -> Predictions:
     """Streams a split's serialized raw tf.Examples through SIGNATURE.
 
     Args:
@@ -81,7 +81,7 @@ def predict_split(signature, root: str, split: str, label: str,
 
 
 def evaluate_export(export_dir: str, root: str, split: str, label: str,
-                    batch_size: int = BATCH_SIZE) -> tuple[dict, Predictions]:
+                    batch_size: int = EVALUATION_BATCH_SIZE) -> tuple[dict, Predictions]:
     """AUC and log loss of a serving export on a split of raw examples.
 
     Args:

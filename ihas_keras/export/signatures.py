@@ -15,7 +15,17 @@ def _pb_path(export_dir: str) -> str:
 
 
 def read_saved_model(export_dir: str) -> saved_model_pb2.SavedModel:
-    """The parsed `saved_model.pb`; raises ValueError when it is not a SavedModel proto."""
+    """The parsed `saved_model.pb` of a SavedModel folder.
+
+    Args:
+        export_dir: the SavedModel folder.
+
+    Returns:
+        The SavedModel proto.
+
+    Raises:
+        ValueError: the file is not a SavedModel proto, or holds no MetaGraphDef.
+    """
     with tf.io.gfile.GFile(_pb_path(export_dir), "rb") as f:
         data = f.read()
     model = saved_model_pb2.SavedModel()
@@ -36,7 +46,17 @@ def _serving_meta_graph(model: saved_model_pb2.SavedModel) -> meta_graph_pb2.Met
 
 
 def read_signature_defs(export_dir: str) -> dict[str, meta_graph_pb2.SignatureDef]:
-    """The SignatureDefs of the "serve" MetaGraphDef, by signature name."""
+    """The SignatureDefs of the "serve" MetaGraphDef, by signature name.
+
+    Args:
+        export_dir: the SavedModel folder.
+
+    Returns:
+        {signature name: SignatureDef}.
+
+    Raises:
+        ValueError: `saved_model.pb` is not a SavedModel proto, or has no "serve" MetaGraphDef.
+    """
     return dict(_serving_meta_graph(read_saved_model(export_dir)).signature_def)
 
 
@@ -45,6 +65,15 @@ def set_method_name(export_dir: str, signature: str, method: str) -> None:
 
     TF2's `tf.saved_model.save` writes every signature as "tensorflow/serving/predict"; TF
     Serving's Classify and Regress need "tensorflow/serving/classify" / ".../regress".
+
+    Args:
+        export_dir: the SavedModel folder.
+        signature: the signature's name.
+        method: the method name, such as `CLASSIFY_METHOD`.
+
+    Raises:
+        ValueError: `saved_model.pb` is not a SavedModel proto, or has no "serve" MetaGraphDef.
+        KeyError: the "serve" MetaGraphDef has no signature SIGNATURE.
     """
     model = read_saved_model(export_dir)
     meta_graph = _serving_meta_graph(model)

@@ -1,7 +1,10 @@
 """The interaction + MLP part of a CTR recommender, from field embeddings to one logit."""
 
+from collections.abc import Sequence
+
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 from ihas_keras import defaults
@@ -9,11 +12,15 @@ from ihas_keras.layers.interactions import CrossNetV2, FMInteraction
 from ihas_keras.layers.mlp import MLP
 
 
-def field_index(widths):
+def field_index(widths: Sequence[int]) -> np.ndarray:
     """Gather index [F_kept, max_w] from concatenated kept fields to zero-padded equal fields.
 
-    Entry (f, k) is the column of kept field f's k-th dimension, or sum(widths) (an appended zero
-    column) where k >= that field's width.
+    Args:
+        widths: per-field embedding widths (0 drops the field); at least one must be above 0.
+
+    Returns:
+        The index: entry (f, k) is the column of kept field f's k-th dimension, or sum(widths)
+        (an appended zero column) where k >= that field's width.
     """
     kept = [w for w in widths if w > 0]
     starts = np.cumsum([0, *kept[:-1]])
@@ -25,18 +32,28 @@ def field_index(widths):
 class Backbone(keras.layers.Layer):
     """Field embeddings (+ first-order terms) -> logit [B, 1], for one of `KINDS`.
 
-    `widths`: per-field embedding widths (0 drops the field). Call on `(embedded, linear)`:
-    embedded [B, sum(widths)] is the kept fields' embeddings concatenated in field order; linear
-    [B, F_kept] (one scalar per kept field) or None is summed into the logit by fm, wide_deep and
-    deepfm, and ignored by dnn and dcn_v2. FM zero-pads every field to max(widths). With every
-    field dropped the logit is the bias (+ sum(linear)).
+    Call on `(embedded, linear)`: embedded [B, sum(widths)] is the kept fields' embeddings
+    concatenated in field order; linear [B, F_kept] (one scalar per kept field) or None is summed
+    into the logit by fm, wide_deep and deepfm, and ignored by dnn and dcn_v2. FM zero-pads every
+    field to max(widths). With every field dropped the logit is the bias (+ sum(linear)).
+
+    Args:
+        kind: the backbone, one of `KINDS`.
+        widths: per-field embedding widths (0 drops the field).
+        hidden_units: the MLP's layer sizes.
+        cross_layers: DCN-v2 cross layers (kind "dcn_v2").
+        **kwargs: `keras.layers.Layer` arguments (such as `name`).
+
+    Raises:
+        ValueError: KIND is not one of `KINDS`, or a width is not an integer >= 0.
     """
 
     KINDS = ("dnn", "fm", "wide_deep", "deepfm", "dcn_v2")
     LINEAR_KINDS = ("fm", "wide_deep", "deepfm")
 
-    def __init__(self, kind, widths, hidden_units=defaults.HIDDEN_UNITS,
-                 cross_layers=defaults.CROSS_LAYERS, **kwargs):
+    def __init__(self, kind: str, widths: Sequence[int],
+                 hidden_units: Sequence[int] = defaults.HIDDEN_UNITS,
+                 cross_layers: int = defaults.CROSS_LAYERS, **kwargs) -> None:
         super().__init__(**kwargs)
         if kind not in self.KINDS:
             valid = ", ".join(self.KINDS)
@@ -89,8 +106,15 @@ class Backbone(keras.layers.Layer):
             logit = logit + self.head(deep)
         return logit
 
-    def stack_fields(self, embedded):
-        """[B, sum(widths)] -> [B, F_kept, max(widths)], kept fields zero-padded on the right."""
+    def stack_fields(self, embedded: tf.Tensor) -> tf.Tensor:
+        """[B, sum(widths)] -> [B, F_kept, max(widths)], kept fields zero-padded on the right.
+
+        Args:
+            embedded: the kept fields' embeddings concatenated in field order [B, sum(widths)].
+
+        Returns:
+            The fields stacked [B, F_kept, max(widths)].
+        """
         kept = [w for w in self.widths if w > 0]
         if len(set(kept)) == 1:  # equal widths (the search model): a reshape, no gather
             return ops.reshape(embedded, (-1, len(kept), kept[0]))

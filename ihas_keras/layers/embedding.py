@@ -1,5 +1,7 @@
 """Per-field embedding tables with per-field widths."""
 
+from collections.abc import Sequence
+
 import keras
 from keras import ops
 
@@ -11,9 +13,22 @@ class FieldEmbedding(keras.layers.Layer):
     Input: {field: int ids [B]}; output: [B, sum(widths)], the kept fields' embeddings
     concatenated in field order. Ids come from the TF Transform graph (0 = missing, 1 = others),
     so they lie in [0, vocab_size).
+
+    Args:
+        fields: the field names, in order.
+        vocab_sizes: each field's vocabulary size (its table's rows).
+        widths: each field's embedding width; 0 drops the field.
+        embeddings_initializer: the tables' initializer (anything `keras.initializers.get`
+            takes).
+        **kwargs: `keras.layers.Layer` arguments (such as `name`).
+
+    Raises:
+        ValueError: FIELDS, VOCAB_SIZES and WIDTHS differ in length.
     """
 
-    def __init__(self, fields, vocab_sizes, widths, embeddings_initializer="uniform", **kwargs):
+    def __init__(self, fields: Sequence[str], vocab_sizes: Sequence[int], widths: Sequence[int],
+                 embeddings_initializer: str | keras.initializers.Initializer = "uniform",
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         if not len(fields) == len(vocab_sizes) == len(widths):
             raise ValueError(
@@ -28,6 +43,7 @@ class FieldEmbedding(keras.layers.Layer):
 
     @property
     def output_dim(self) -> int:
+        """The output's width, sum(widths)."""
         return sum(self.widths)
 
     def build(self, input_shape=None):

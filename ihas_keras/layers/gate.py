@@ -30,15 +30,30 @@ class BernoulliGate(keras.layers.Layer):
       - "open": all ones (pretraining).
     `instance_wise=False` learns one probability vector shared by every example (iHAS-4).
     The gate reads E through a stop-gradient: embeddings learn only from the prediction path.
+
+    Args:
+        units: N*, the width of the concatenated embeddings (one gate per dimension).
+        mode: "stochastic", "deterministic" or "open" (see above).
+        instance_wise: per-example gates; False: one probability vector for all examples.
+        temperature: of the straight-through Gumbel-Softmax sample.
+        initial_probability: every gate's starting keep probability.
+        bins: the histogram threshold searcher's bins.
+        smoothing: the histogram threshold searcher's moving-average width, in bins.
+        seed: the gate noise's seed.
+        **kwargs: `keras.layers.Layer` arguments (such as `name`).
+
+    Raises:
+        ValueError: MODE is not one of `MODES`, or BINS < 3 or SMOOTHING < 1.
     """
 
     MODES = ("stochastic", "deterministic", "open")
 
-    def __init__(self, units, mode="stochastic", instance_wise=True,
-                 temperature=defaults.TEMPERATURE,
-                 initial_probability=defaults.INITIAL_PROBABILITY,
-                 bins=defaults.THRESHOLD_BINS, smoothing=defaults.THRESHOLD_SMOOTHING, seed=None,
-                 **kwargs):
+    def __init__(self, units: int, mode: str = "stochastic", instance_wise: bool = True,
+                 temperature: float = defaults.TEMPERATURE,
+                 initial_probability: float = defaults.INITIAL_PROBABILITY,
+                 bins: int = defaults.THRESHOLD_BINS,
+                 smoothing: int = defaults.THRESHOLD_SMOOTHING, seed: int | None = None,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.units = int(units)
         self.mode = mode
@@ -53,6 +68,7 @@ class BernoulliGate(keras.layers.Layer):
 
     @property
     def mode(self) -> str:
+        """The gate's mode, one of `MODES`; setting another value raises ValueError."""
         return self._mode
 
     @mode.setter
@@ -71,7 +87,16 @@ class BernoulliGate(keras.layers.Layer):
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer=bias)
         self.built = True
 
-    def logits(self, embedded):
+    def logits(self, embedded: tf.Tensor) -> tf.Tensor:
+        """The gate logits, whose sigmoid is the keep probabilities p.
+
+        Args:
+            embedded: the concatenated embeddings E [B, N*], read through a stop-gradient.
+
+        Returns:
+            Logits [B, N*]: Dense(E), or the bias broadcast to every example when not
+            `instance_wise`.
+        """
         if not self.instance_wise:
             return ops.broadcast_to(self.bias, ops.shape(embedded))
         return ops.matmul(ops.stop_gradient(embedded), self.kernel) + self.bias

@@ -24,9 +24,14 @@ class FMInteraction(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="ihas")
 class CrossNetV2(keras.layers.Layer):
-    """DCN-v2 full-rank cross layers on [B, D]: x_{l+1} = x_0 * (W_l x_l + b_l) + x_l."""
+    """DCN-v2 full-rank cross layers on [B, D]: x_{l+1} = x_0 * (W_l x_l + b_l) + x_l.
 
-    def __init__(self, num_layers=defaults.CROSS_LAYERS, **kwargs):
+    Args:
+        num_layers: how many cross layers.
+        **kwargs: `keras.layers.Layer` arguments (such as `name`).
+    """
+
+    def __init__(self, num_layers: int = defaults.CROSS_LAYERS, **kwargs) -> None:
         super().__init__(**kwargs)
         self.num_layers = int(num_layers)
 

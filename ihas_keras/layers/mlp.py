@@ -1,5 +1,7 @@
 """A stack of Dense layers (the deep part of a CTR model), without an output unit."""
 
+from collections.abc import Callable, Sequence
+
 import keras
 
 from ihas_keras import defaults
@@ -10,10 +12,16 @@ class MLP(keras.layers.Layer):
     """Dense(units, activation) for each of `hidden_units`, each followed by Dropout if > 0.
 
     [B, D] -> [B, hidden_units[-1]] (the input itself if `hidden_units` is empty).
+
+    Args:
+        hidden_units: the layer sizes.
+        activation: every Dense layer's activation (anything `keras.activations.get` takes).
+        dropout: the Dropout rate after each Dense layer; 0 for none.
+        **kwargs: `keras.layers.Layer` arguments (such as `name`).
     """
 
-    def __init__(self, hidden_units=defaults.HIDDEN_UNITS, activation="relu", dropout=0.0,
-                 **kwargs):
+    def __init__(self, hidden_units: Sequence[int] = defaults.HIDDEN_UNITS,
+                 activation: str | Callable = "relu", dropout: float = 0.0, **kwargs) -> None:
         super().__init__(**kwargs)
         self.hidden_units = [int(units) for units in hidden_units]
         self.activation = keras.activations.get(activation)

@@ -2,6 +2,7 @@
 
 import keras
 from keras import ops
+from numpy.typing import ArrayLike
 
 
 @keras.saving.register_keras_serializable(package="ihas")
@@ -10,9 +11,14 @@ class CentroidRouter(keras.layers.Layer):
 
     The centroids are a non-trainable weight: set them with `set_centroids`; they are saved with
     the model.
+
+    Args:
+        num_clusters: K, the number of centroids.
+        dim: D, the points' (and the centroids') dimension.
+        **kwargs: `keras.layers.Layer` arguments (such as `name`).
     """
 
-    def __init__(self, num_clusters: int, dim: int, **kwargs):
+    def __init__(self, num_clusters: int, dim: int, **kwargs) -> None:
         super().__init__(**kwargs)
         self.num_clusters = int(num_clusters)
         self.dim = int(dim)
@@ -24,7 +30,12 @@ class CentroidRouter(keras.layers.Layer):
         )
         self.built = True
 
-    def set_centroids(self, centroids) -> None:
+    def set_centroids(self, centroids: ArrayLike) -> None:
+        """Sets the centroids (the layer must be built).
+
+        Args:
+            centroids: the K centroids [K, D].
+        """
         self.centroids.assign(ops.convert_to_tensor(centroids, self.centroids.dtype))
 
     def call(self, points):

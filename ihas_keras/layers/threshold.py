@@ -17,7 +17,15 @@ def histogram_threshold(p: tf.Tensor, bins: int = defaults.THRESHOLD_BINS,
     few hundred values gives a ragged histogram: a valley counts only once the counts have fallen
     to half the highest count to its left, so a dip inside a mode is not taken for the gap
     between modes (nor are empty bins before the first mode); and a valley needs values above
-    it. Rows without a valley (one mode) get 1 / BINS, the edge of bin 1. Returns [B].
+    it. Rows without a valley (one mode) get 1 / BINS, the edge of bin 1.
+
+    Args:
+        p: probabilities [B, n], values in [0, 1].
+        bins: the histogram's bins on [0, 1].
+        smoothing: the moving average's width, in bins (1 or less: no smoothing).
+
+    Returns:
+        The per-row thresholds [B], float32.
     """
     p = tf.convert_to_tensor(p, tf.float32)
     rows = tf.shape(p)[0]
@@ -44,10 +52,19 @@ def histogram_threshold(p: tf.Tensor, bins: int = defaults.THRESHOLD_BINS,
 
 @keras.saving.register_keras_serializable(package="ihas")
 class ThresholdSearcher(keras.layers.Layer):
-    """Layer form of `histogram_threshold`: probabilities [B, n] -> per-example thresholds [B]."""
+    """Layer form of `histogram_threshold`: probabilities [B, n] -> per-example thresholds [B].
+
+    Args:
+        bins: the histogram's bins on [0, 1].
+        smoothing: the moving average's width, in bins.
+        **kwargs: `keras.layers.Layer` arguments (such as `name`).
+
+    Raises:
+        ValueError: BINS < 3 or SMOOTHING < 1.
+    """
 
     def __init__(self, bins: int = defaults.THRESHOLD_BINS,
-                 smoothing: int = defaults.THRESHOLD_SMOOTHING, **kwargs):
+                 smoothing: int = defaults.THRESHOLD_SMOOTHING, **kwargs) -> None:
         super().__init__(**kwargs)
         if bins < 3 or smoothing < 1:
             raise ValueError(f"ThresholdSearcher: need bins >= 3 and smoothing >= 1, got "

@@ -5,6 +5,8 @@ every `every` base steps an architecture step on the next validation batch updat
 architecture parameters (the iHAS gates, the AdaFS controller, AutoField's keep/drop logits).
 """
 
+from collections.abc import Callable
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -16,10 +18,18 @@ class ArchSchedule:
     """The validation batches and the cadence of architecture steps (plain Python: never saved).
 
     VALIDATION ((features, label) batches) is repeated as needed, without the prefetch tf.data
-    would add: that would read a validation batch ahead of its step. None: no architecture steps.
+    would add: that would read a validation batch ahead of its step.
+
+    Args:
+        validation: (features, label) batches; None: no architecture steps.
+        every: base steps between two architecture steps.
+
+    Raises:
+        ValueError: EVERY is below 1.
     """
 
-    def __init__(self, validation=None, every: int = defaults.GATE_EVERY):
+    def __init__(self, validation: tf.data.Dataset | None = None,
+                 every: int = defaults.GATE_EVERY) -> None:
         if every < 1:
             raise ValueError(f"gate_every must be at least 1, got {every}")
         self.iterator = None
@@ -29,10 +39,20 @@ class ArchSchedule:
             self.iterator = iter(validation.repeat().with_options(options))
         self.every = int(every)
 
-    def after_base_step(self, loss, base_steps, active: bool, arch_step) -> None:
-        """Counts the base step that computed LOSS in BASE_STEPS (explicitly after it: when the
-        input runs out mid-call, nothing here runs); then, when ACTIVE and the count is a multiple
-        of `every`, calls ARCH_STEP(x, y) on the next validation batch (it returns its loss)."""
+    def after_base_step(self, loss: tf.Tensor, base_steps: keras.Variable, active: bool,
+                        arch_step: Callable[[dict, tf.Tensor], tf.Tensor]) -> None:
+        """Counts a base step, then runs an architecture step when one is due.
+
+        The count is taken explicitly after the base step: when the input runs out mid-call,
+        nothing here runs. Then, when ACTIVE and the count is a multiple of `every`, ARCH_STEP
+        runs on the next validation batch.
+
+        Args:
+            loss: the loss the base step computed.
+            base_steps: the base-step counter (an int64 variable), incremented here.
+            active: whether architecture steps run now.
+            arch_step: called as `arch_step(x, y)` on a validation batch; returns its loss.
+        """
         with tf.control_dependencies([loss]):
             steps = base_steps.assign_add(1)
         if self.iterator is None or not active:
@@ -45,8 +65,15 @@ class ArchSchedule:
         tf.cond(ops.equal(steps % self.every, 0), step, lambda: ops.zeros(()))
 
 
-def labels(y) -> tf.Tensor:
-    """Labels of any shape [B] or [B, 1] as float32 [B]."""
+def labels(y: tf.Tensor) -> tf.Tensor:
+    """Labels of any shape [B] or [B, 1] as float32 [B].
+
+    Args:
+        y: the labels, [B] or [B, 1].
+
+    Returns:
+        The labels as float32 [B].
+    """
     return ops.cast(ops.reshape(y, (-1,)), "float32")
 
 
@@ -69,11 +96,14 @@ class BilevelModel(keras.Model):
 
     Logged: `loss` and the compiled metrics (base steps), the subclass's metrics, `arch_loss` and
     `arch_steps` (architecture steps; training only).
+
+    Args:
+        **kwargs: `keras.Model` arguments (such as `name`).
     """
 
     TRAINING_ONLY_METRICS = ("arch_loss", "arch_steps")
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.arch_loss = keras.metrics.Mean(name="arch_loss")
         self.arch_steps = keras.metrics.Sum(name="arch_steps")
@@ -82,32 +112,71 @@ class BilevelModel(keras.Model):
 
     # What subclasses give ------------------------------------------------------------------------
 
-    def forward(self, inputs, training: bool = False) -> tuple:
-        """(click probability [B], a dict of what `update_forward_metrics` and
-        `architecture_penalty` read)."""
+    def forward(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tuple:
+        """The prediction, and what the subclass's metrics and penalty need.
+
+        Args:
+            inputs: {field: int64 ids [B]}.
+            training: whether this is a training step.
+
+        Returns:
+            (click probability [B], a dict of what `update_forward_metrics` and
+            `architecture_penalty` read).
+
+        Raises:
+            NotImplementedError: always; subclasses give it.
+        """
         raise NotImplementedError
 
     @property
     def architecture_variables(self) -> list:
-        """The variables architecture steps update (and base steps leave alone)."""
+        """The variables architecture steps update (and base steps leave alone).
+
+        Raises:
+            NotImplementedError: always; subclasses give it.
+        """
         raise NotImplementedError
 
     @property
     def architecture_active(self) -> bool:
-        """Whether architecture steps run now (False while pretraining with open gates)."""
+        """Whether architecture steps run now (False while pretraining with open gates).
+
+        Raises:
+            NotImplementedError: always; subclasses give it.
+        """
         raise NotImplementedError
 
     def set_gate_mode(self, mode: str) -> None:
-        """"open" (pretraining: no selection), "stochastic" (searching) or "deterministic"."""
+        """Switches the gate mode.
+
+        Args:
+            mode: "open" (pretraining: no selection), "stochastic" (searching) or
+                "deterministic".
+
+        Raises:
+            NotImplementedError: always; subclasses give it.
+        """
         raise NotImplementedError
 
-    def architecture_penalty(self, details: dict):
-        """A term added to the architecture steps' loss only; none by default."""
+    def architecture_penalty(self, details: dict) -> tf.Tensor:
+        """A term added to the architecture steps' loss only; none by default.
+
+        Args:
+            details: the dict `forward` returned.
+
+        Returns:
+            The penalty, a scalar (0 here).
+        """
         del details
         return ops.zeros(())
 
-    def update_forward_metrics(self, details: dict, rows) -> None:
-        """Updates the subclass's own metrics from a forward pass over ROWS examples."""
+    def update_forward_metrics(self, details: dict, rows: tf.Tensor) -> None:
+        """Updates the subclass's own metrics from a forward pass over ROWS examples.
+
+        Args:
+            details: the dict `forward` returned.
+            rows: the batch's number of examples, float32.
+        """
         del details, rows
 
     # The shared part ----------------------------------------------------------------------------
@@ -115,9 +184,16 @@ class BilevelModel(keras.Model):
     def call(self, inputs, training: bool = False):
         return self.forward(inputs, training=training)[0]
 
-    def use_validation(self, validation, gate_every: int = defaults.GATE_EVERY) -> None:
-        """Architecture steps on VALIDATION ((features, label) batches, repeated as needed), one
-        after every GATE_EVERY training batches; `use_validation(None)` turns them off.
+    def use_validation(self, validation: tf.data.Dataset | None,
+                       gate_every: int = defaults.GATE_EVERY) -> None:
+        """Sets the validation batches of the architecture steps and their cadence.
+
+        Architecture steps run on VALIDATION (repeated as needed), one after every GATE_EVERY
+        training batches; `use_validation(None)` turns them off.
+
+        Args:
+            validation: (features, label) batches, or None.
+            gate_every: training batches between two architecture steps.
 
         Raises:
             ValueError: GATE_EVERY is below 1.
@@ -125,8 +201,10 @@ class BilevelModel(keras.Model):
         self._schedule = ArchSchedule(validation, gate_every)
         self.train_function = None
 
-    def compile(self, optimizer=None, architecture_optimizer=None, loss="binary_crossentropy",
-                metrics=None, **kwargs) -> None:
+    def compile(self, optimizer: keras.optimizers.Optimizer | None = None,
+                architecture_optimizer: keras.optimizers.Optimizer | None = None,
+                loss: str | keras.losses.Loss | Callable = "binary_crossentropy",
+                metrics: list | None = None, **kwargs) -> None:
         """Compiles with two optimizers.
 
         Args:

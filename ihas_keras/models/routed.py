@@ -1,5 +1,8 @@
 """The routed model: one graph that gates, routes each example to its cluster and scores it."""
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -10,6 +13,10 @@ from ihas_keras.layers.gate import BernoulliGate
 from ihas_keras.layers.router import CentroidRouter
 from ihas_keras.models.recommender import Recommender, dummy_batch
 
+if TYPE_CHECKING:
+    from ihas_keras.cluster import ClusterPlan
+    from ihas_keras.models.search import SearchModel
+
 
 @keras.saving.register_keras_serializable(package="ihas")
 class RoutedModel(keras.Model):
@@ -19,12 +26,27 @@ class RoutedModel(keras.Model):
     nearest centroid picks the cluster; `tf.dynamic_partition` sends each example to its
     cluster's `Recommender` (per-field widths `widths[k]`) and `tf.dynamic_stitch` puts the
     probabilities back in input order. All standard TF ops, so the graph serves as it is.
+
+    Args:
+        fields: the field names, in order.
+        vocab_sizes: each field's vocabulary size (its table's rows).
+        embedding_dim: every field's full width in the search model's embeddings.
+        widths: [K, N] per-cluster, per-field widths of the recommenders (K clusters).
+        backbone: the recommenders' backbone: "dnn", "fm", "wide_deep", "deepfm" or "dcn_v2".
+        hidden_units: the recommenders' MLP layer sizes.
+        cross_layers: DCN-v2 cross layers (backbone "dcn_v2").
+        instance_wise: per-example gates; False: one vector for all examples (iHAS-4).
+        bins: the gate's histogram threshold searcher's bins.
+        smoothing: the gate's histogram threshold searcher's moving-average width, in bins.
+        **kwargs: `keras.Model` arguments (such as `name`).
     """
 
-    def __init__(self, fields, vocab_sizes, embedding_dim, widths, backbone=defaults.BACKBONE,
-                 hidden_units=defaults.HIDDEN_UNITS, cross_layers=defaults.CROSS_LAYERS,
-                 instance_wise=True, bins=defaults.THRESHOLD_BINS,
-                 smoothing=defaults.THRESHOLD_SMOOTHING, **kwargs):
+    def __init__(self, fields: Sequence[str], vocab_sizes: Sequence[int], embedding_dim: int,
+                 widths: Sequence[Sequence[int]], backbone: str = defaults.BACKBONE,
+                 hidden_units: Sequence[int] = defaults.HIDDEN_UNITS,
+                 cross_layers: int = defaults.CROSS_LAYERS, instance_wise: bool = True,
+                 bins: int = defaults.THRESHOLD_BINS,
+                 smoothing: int = defaults.THRESHOLD_SMOOTHING, **kwargs) -> None:
         super().__init__(**kwargs)
         self.fields = list(fields)
         self.vocab_sizes = [int(v) for v in vocab_sizes]
@@ -49,9 +71,20 @@ class RoutedModel(keras.Model):
         self(dummy_batch(self.fields))
 
     @classmethod
-    def from_search(cls, search, plan, backbone=None, hidden_units=None):
-        """A routed model with SEARCH's trained embeddings and gate, PLAN's centroids and widths,
-        and fresh (untrained) per-cluster recommenders (BACKBONE defaults to the search's)."""
+    def from_search(cls, search: "SearchModel", plan: "ClusterPlan", backbone: str | None = None,
+                    hidden_units: Sequence[int] | None = None) -> "RoutedModel":
+        """A routed model from a trained search model and its cluster plan.
+
+        Args:
+            search: the trained search model; its embeddings and gate are copied.
+            plan: the cluster plan; its centroids and widths are used.
+            backbone: the recommenders' backbone; None: the search's.
+            hidden_units: the recommenders' MLP layer sizes; None: the search's.
+
+        Returns:
+            The routed model, with SEARCH's trained embeddings and gate, PLAN's centroids and
+            widths, and fresh (untrained) per-cluster recommenders.
+        """
         model = cls(
             search.fields, search.vocab_sizes, search.embedding_dim, plan.widths().tolist(),
             backbone or search.backbone_kind, hidden_units or search.hidden_units,
@@ -63,8 +96,15 @@ class RoutedModel(keras.Model):
         model.router.set_centroids(plan.centroids)
         return model
 
-    def route(self, inputs):
-        """Cluster id of each example, int32 [B]."""
+    def route(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
+        """Cluster id of each example.
+
+        Args:
+            inputs: {field: int64 ids [B]}.
+
+        Returns:
+            The cluster ids, int32 [B].
+        """
         embedded = self.embedding(inputs)
         mask, _ = self.gate(embedded)
         return self.router(embedded * mask)

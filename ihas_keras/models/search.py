@@ -1,6 +1,9 @@
 """The search model: embeddings -> Bernoulli gates -> backbone, trained bi-level."""
 
+from collections.abc import Sequence
+
 import keras
+import tensorflow as tf
 from keras import ops
 
 from ihas_keras import defaults
@@ -39,15 +42,21 @@ class SearchModel(BilevelModel):
         gate_mode: "stochastic", "deterministic" or "open".
         seed: the gate noise's seed.
         **kwargs: `keras.Model` arguments (such as `name`).
+
+    Raises:
+        ValueError: FIELDS and VOCAB_SIZES differ in length, or the backbone kind or the gate
+            mode is unknown.
     """
 
-    def __init__(self, fields, vocab_sizes, embedding_dim=defaults.EMBEDDING_DIM,
-                 backbone=defaults.BACKBONE, hidden_units=defaults.HIDDEN_UNITS,
-                 cross_layers=defaults.CROSS_LAYERS, instance_wise=True, polarization=True,
-                 lam=defaults.LAM, regularization_weight=defaults.REGULARIZATION_WEIGHT,
-                 temperature=defaults.TEMPERATURE,
-                 initial_probability=defaults.INITIAL_PROBABILITY, gate_mode="stochastic",
-                 seed=None, **kwargs):
+    def __init__(self, fields: Sequence[str], vocab_sizes: Sequence[int],
+                 embedding_dim: int = defaults.EMBEDDING_DIM, backbone: str = defaults.BACKBONE,
+                 hidden_units: Sequence[int] = defaults.HIDDEN_UNITS,
+                 cross_layers: int = defaults.CROSS_LAYERS, instance_wise: bool = True,
+                 polarization: bool = True, lam: float = defaults.LAM,
+                 regularization_weight: float = defaults.REGULARIZATION_WEIGHT,
+                 temperature: float = defaults.TEMPERATURE,
+                 initial_probability: float = defaults.INITIAL_PROBABILITY,
+                 gate_mode: str = "stochastic", seed: int | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.fields = list(fields)
         self.vocab_sizes = [int(v) for v in vocab_sizes]
@@ -71,20 +80,38 @@ class SearchModel(BilevelModel):
 
     # The forward pass ------------------------------------------------------------------------
 
-    def gated(self, inputs, training=False):
-        """(probability [B], mask [B, N*], gate probabilities [B, N*], embeddings [B, N*])."""
+    def gated(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tuple:
+        """The forward pass, with the gate's mask and probabilities and the embeddings.
+
+        Args:
+            inputs: {field: int64 ids [B]}.
+            training: whether this is a training step (the gate samples in "stochastic" mode).
+
+        Returns:
+            (probability [B], mask [B, N*], gate probabilities [B, N*], embeddings [B, N*]).
+        """
         embedded = self.embedding(inputs)
         mask, p = self.gate(embedded, training=training)
         linear = self.linear(inputs) if self.linear is not None else None
         logit = self.backbone((embedded * mask, linear))
         return ops.sigmoid(logit[:, 0]), mask, p, embedded
 
-    def forward(self, inputs, training=False):
+    def forward(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tuple:
+        """(click probability [B], {"mask": mask [B, N*], "p": gate probabilities [B, N*]})."""
         prob, mask, p, _ = self.gated(inputs, training=training)
         return prob, {"mask": mask, "p": p}
 
-    def masked_embeddings(self, inputs):
-        """Deterministic masks and the masked embeddings E * m, both [B, N*] (for clustering)."""
+    def masked_embeddings(self, inputs: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        """The masked embeddings E * m and the deterministic masks m, for clustering.
+
+        The gate is switched to "deterministic" for the call, then back to its mode.
+
+        Args:
+            inputs: {field: int64 ids [B]}.
+
+        Returns:
+            (masked embeddings E * m [B, N*], masks m [B, N*]).
+        """
         embedded = self.embedding(inputs)
         mode = self.gate.mode
         self.gate.mode = "deterministic"
@@ -95,7 +122,14 @@ class SearchModel(BilevelModel):
         return embedded * mask, mask
 
     def set_gate_mode(self, mode: str) -> None:
-        """Switches the gate mode and drops the traced train/test/predict functions."""
+        """Switches the gate mode and drops the traced train/test/predict functions.
+
+        Args:
+            mode: "open" (pretraining: all ones), "stochastic" (searching) or "deterministic".
+
+        Raises:
+            ValueError: MODE is not one of `BernoulliGate.MODES`.
+        """
         self.gate.mode = mode
         self.train_function = self.test_function = self.predict_function = None
 
@@ -103,16 +137,20 @@ class SearchModel(BilevelModel):
 
     @property
     def architecture_variables(self) -> list:
+        """The gate's trainable variables."""
         return self.gate.trainable_variables
 
     @property
     def architecture_active(self) -> bool:
+        """Whether the gate is in "stochastic" mode (searching)."""
         return self.gate.mode == "stochastic"
 
-    def architecture_penalty(self, details):
+    def architecture_penalty(self, details: dict) -> tf.Tensor:
+        """The `GateRegularizer` of the gate probabilities `details["p"]`."""
         return self.regularizer(details["p"])
 
-    def update_forward_metrics(self, details, rows) -> None:
+    def update_forward_metrics(self, details: dict, rows: tf.Tensor) -> None:
+        """Updates `open_fraction` (mean mask) and `polarization`, weighted by ROWS."""
         self.open_fraction.update_state(ops.mean(details["mask"]), sample_weight=rows)
         self.polarization.update_state(polarization(details["p"]), sample_weight=rows)
 

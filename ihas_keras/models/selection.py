@@ -1,6 +1,9 @@
 """Common ground of the field-selection baselines (AdaFS, AutoField): per-example field weights
 over full-width embeddings, trained bi-level with the same schedule as the iHAS search."""
 
+from collections.abc import Sequence
+
+import tensorflow as tf
 from keras import ops
 
 from ihas_keras import defaults
@@ -28,11 +31,16 @@ class FieldSelectionModel(BilevelModel):
         cross_layers: DCN-v2 cross layers.
         selecting: start selecting (else open, as for pretraining).
         **kwargs: `keras.Model` arguments (such as `name`).
+
+    Raises:
+        ValueError: FIELDS and VOCAB_SIZES differ in length, or the backbone kind is unknown.
     """
 
-    def __init__(self, fields, vocab_sizes, embedding_dim=defaults.EMBEDDING_DIM,
-                 backbone=defaults.BACKBONE, hidden_units=defaults.HIDDEN_UNITS,
-                 cross_layers=defaults.CROSS_LAYERS, selecting=False, **kwargs):
+    def __init__(self, fields: Sequence[str], vocab_sizes: Sequence[int],
+                 embedding_dim: int = defaults.EMBEDDING_DIM, backbone: str = defaults.BACKBONE,
+                 hidden_units: Sequence[int] = defaults.HIDDEN_UNITS,
+                 cross_layers: int = defaults.CROSS_LAYERS, selecting: bool = False,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.fields = list(fields)
         self.vocab_sizes = [int(v) for v in vocab_sizes]
@@ -53,11 +61,23 @@ class FieldSelectionModel(BilevelModel):
         self.field_weights(self.embedding(batch))
         self(batch)
 
-    def field_weights(self, embedded, training=False):
-        """[B, N] weight of each field for each example (while `selecting`)."""
+    def field_weights(self, embedded: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """[B, N] weight of each field for each example (while `selecting`).
+
+        Args:
+            embedded: the concatenated full-width embeddings [B, N * embedding_dim].
+            training: whether this is a training step.
+
+        Returns:
+            The field weights [B, N].
+
+        Raises:
+            NotImplementedError: always; subclasses give it.
+        """
         raise NotImplementedError
 
-    def forward(self, inputs, training=False):
+    def forward(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tuple:
+        """(click probability [B], {}), the fields weighted while `selecting`."""
         embedded = self.embedding(inputs)
         linear = self.linear(inputs) if self.linear is not None else None
         if self.selecting:
@@ -68,10 +88,19 @@ class FieldSelectionModel(BilevelModel):
 
     @property
     def architecture_active(self) -> bool:
+        """Whether the model is selecting (gate mode "stochastic" or "deterministic")."""
         return self.selecting
 
     def set_gate_mode(self, mode: str) -> None:
-        """"open": no selection (pretraining); "stochastic" or "deterministic": selecting."""
+        """Switches selection on or off and drops the traced train/test/predict functions.
+
+        Args:
+            mode: "open": no selection (pretraining); "stochastic" or "deterministic":
+                selecting.
+
+        Raises:
+            ValueError: MODE is none of these.
+        """
         if mode not in ("open", "stochastic", "deterministic"):
             raise ValueError(f"unknown gate mode {mode!r}")
         self.selecting = mode != "open"
