@@ -136,3 +136,30 @@ def test_stage_functions_stay_functions_after_their_modules_load():
         assert callable(getattr(ihas_keras, name)) and not isinstance(
             getattr(ihas_keras, name), type(ihas_keras)
         ), name
+
+
+def test_search_with_patience_stops_on_a_plateau():
+    """Optimizers that cannot move the weights give a flat validation AUC: each phase stops
+    after its first epoch and PATIENCE more, well before its cap, and keeps its best weights."""
+    keras.utils.set_random_seed(0)
+    ids, labels = toy_data(rows=3000)
+    model = ihas_keras.build_model({f: VOCAB for f in FIELDS}, embedding_dim=DIM, seed=0,
+                                   compile=False)
+    model.compile(optimizer=keras.optimizers.SGD(0.0),
+                  architecture_optimizer=keras.optimizers.SGD(0.0))
+    pretrain, search = ihas_keras.search(
+        model, batches(ids, labels, 0, 2000), batches(ids, labels, 2000, 3000),
+        pretrain_epochs=50, epochs=50, gate_every=2, verbose=0, patience=2)
+    assert len(pretrain.history["val_auc"]) == len(search.history["val_auc"]) == 3
+    assert search.history["arch_steps"][-1] > 0  # gate steps ran while searching
+
+
+def test_search_with_patience_runs_to_the_cap_while_improving():
+    keras.utils.set_random_seed(0)
+    ids, labels = toy_data(rows=6000)
+    model = ihas_keras.build_model({f: VOCAB for f in FIELDS}, embedding_dim=DIM, seed=0)
+    pretrain, _ = ihas_keras.search(
+        model, batches(ids, labels, 0, 5000), batches(ids, labels, 5000, 6000),
+        pretrain_epochs=3, epochs=1, gate_every=2, verbose=0, patience=5)
+    aucs = pretrain.history["val_auc"]
+    assert len(aucs) == 3 and aucs[-1] > aucs[0]  # still learning: no early stop at the cap
