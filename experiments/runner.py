@@ -28,17 +28,16 @@ GATE_TITLES = {"ihas": "iHAS", "ihas_3": "iHAS-3 (no polarization)",
 
 @dataclasses.dataclass(frozen=True)
 class TestSplit:
-    """Where the raw test examples are and how to read them.
+    """The raw test examples, read once, and their label's name.
 
     Attributes:
-        examples: the folder of raw splits: OUT/prepared/examples.
+        batches: the test split's serialized raw tf.Examples, in file order, in batches of the
+            inference batch size (`scoring.raw_batches`).
         label: the label's feature name.
-        batch_size: examples per call of a serving signature.
     """
 
-    examples: str  # the folder of raw splits: OUT/prepared/examples
+    batches: list
     label: str
-    batch_size: int
 
 
 def load_signature(export_dir: str) -> tf.types.experimental.ConcreteFunction:
@@ -103,8 +102,7 @@ def evaluate(trained: Trained, export_dir: str, test: TestSplit, truth: dict | N
     Raises:
         BadInputError: the export cannot be loaded, or the test labels are all equal.
     """
-    predictions = scoring.predict_split(load_signature(export_dir), test.examples, "test",
-                                        test.label, test.batch_size)
+    predictions = scoring.predict(load_signature(export_dir), test.batches, test.label)
     metrics = scoring.binary_metrics(predictions.labels, predictions.probability)
     clusters = predictions.cluster
     result = {"auc": metrics["auc"], "logloss": metrics["logloss"],
@@ -239,8 +237,8 @@ def run(data: str, fmt: TableFormat, out: str, seeds: list[int], variants: list[
     train, validation = (transformed_dataset(transformed, split, fmt, s.batch_size)
                          for split in ("train", "eval"))
     x, y = test_split(prepared, fmt)
-    test = TestSplit(os.path.join(prepared, "examples"), fmt.label, s.inference_batch_size)
-    batches = scoring.raw_batches(test.examples, "test", s.inference_batch_size)
+    test = TestSplit(scoring.raw_batches(os.path.join(prepared, "examples"), "test",
+                                         s.inference_batch_size), fmt.label)
     if len(np.unique(y)) < 2:
         raise BadInputError("the test split has a single label: AUC is undefined")
     truth = planted_truth(paths[0], fmt) if len(paths) == 1 else None
@@ -264,7 +262,7 @@ def run(data: str, fmt: TableFormat, out: str, seeds: list[int], variants: list[
         for kind, search in seed_run.searches.items():
             store.put(kind, seed, gate_histogram(search, x), "gates")
     figures.append(gate_figure(store, variants, seeds[0], os.path.join(out, "gates.png")))
-    time_exports(results, store, batches)
+    time_exports(results, store, test.batches)
     report = reporting.build(results, seeds, s, {
         "paths": paths, "format": fmt.name, "rows": rows, "test_rows": int(len(y)),
         "fields": len(sizes), **reporting.truth_summary(truth, y)})

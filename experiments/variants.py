@@ -182,7 +182,7 @@ class Settings:
     regularization_weight: float = defaults.REGULARIZATION_WEIGHT
     gate_learning_rate: float = defaults.GATE_LEARNING_RATE  # gates and selectors alike
     adafs_k: int | None = None  # fields AdaFS-hard keeps; None: half
-    inference_batch_size: int = defaults.BATCH_SIZE
+    inference_batch_size: int = 2048  # RQ4 times the exports at this batch size
     verbose: int = 0
     progress: bool = True
 

@@ -6,6 +6,7 @@ The pipeline's Evaluate component and the experiment runner both measure models 
 
 import dataclasses
 import time
+from collections.abc import Iterable
 
 import numpy as np
 import tensorflow as tf
@@ -70,9 +71,23 @@ def predict_split(signature, root: str, split: str, label: str,
     Raises:
         BadInputError: the split has no files.
     """
+    return predict(signature, splits.records(root, split, batch_size), label)
+
+
+def predict(signature, batches: Iterable[tf.Tensor], label: str) -> Predictions:
+    """Runs batches of serialized raw labeled tf.Examples through SIGNATURE.
+
+    Args:
+        signature: a `serving_default` signature (`load_signature`).
+        batches: string tensors [B] (a split streamed by `predict_split`, or `raw_batches`).
+        label: the label's feature name (the signature ignores it).
+
+    Returns:
+        The labels, probabilities and clusters, in input order.
+    """
     spec = {label: tf.io.FixedLenFeature([], tf.int64)}
     parts = {"labels": [], "probability": [], "cluster": []}
-    for batch in splits.records(root, split, batch_size):
+    for batch in batches:
         outputs = signature(examples=batch)
         parts["labels"].append(tf.io.parse_example(batch, spec)[label].numpy())
         parts["probability"].append(outputs["probability"].numpy())
