@@ -114,7 +114,10 @@ def evaluate_export(export_dir: str, root: str, split: str, label: str,
             equal.
     """
     predictions = predict_split(load_signature(export_dir), root, split, label, batch_size)
-    return binary_metrics(predictions.labels, predictions.probability), predictions
+    try:
+        return binary_metrics(predictions.labels, predictions.probability), predictions
+    except BadInputError as e:
+        raise BadInputError(f"split {split!r} of {root}: {e}") from None
 
 
 def time_passes(signature, batches: list[tf.Tensor], passes: int = 3) -> float:
