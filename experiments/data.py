@@ -94,8 +94,9 @@ def planted_truth(path: str, fmt: TableFormat, seed: int = defaults.SPLIT_SEED) 
         seed: the split seed it was prepared with.
 
     Returns:
-        {"segments", "probability"} of its accepted test rows in file order, and "meta"; None
-        for a file without the truth and meta files.
+        {"segments", "probability"} of its accepted test rows in file order, "marked" (the
+        segment their markers show; None for files generated before it was written) and "meta";
+        None for a file without the truth and meta files.
     """
     if not (os.path.exists(path + ".truth.tsv") and os.path.exists(path + ".meta.json")):
         return None
@@ -109,4 +110,6 @@ def planted_truth(path: str, fmt: TableFormat, seed: int = defaults.SPLIT_SEED) 
     rows = np.concatenate(rows)
     with open(path + ".meta.json") as f:
         meta = json.load(f)
-    return {"segments": truth[rows, 0].astype(int), "probability": truth[rows, 1], "meta": meta}
+    marked = truth[rows, 2].astype(int) if truth.shape[1] > 2 else None
+    return {"segments": truth[rows, 0].astype(int), "probability": truth[rows, 1],
+            "marked": marked, "meta": meta}

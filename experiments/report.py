@@ -6,7 +6,7 @@ import json
 import os
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
 from experiments.variants import RQ1, RQ3, Settings, describe, parse_variant, research_question
 from ihas_keras import plots
@@ -27,13 +27,19 @@ def truth_summary(truth: dict | None, labels: np.ndarray) -> dict:
         labels: the test rows' labels [n].
 
     Returns:
-        {"oracle_auc", "oracle_auc_all_rows", "planted_segments"}; {} without TRUTH.
+        {"oracle_auc", "oracle_auc_all_rows", "planted_segments", "marker_ari"}; {} without
+        TRUTH. "marker_ari" is the ceiling the markers allow the clusters: the adjusted Rand
+        index of the segments their marker fields show against the planted ones (None for
+        files generated before the truth recorded it).
     """
     if truth is None:
         return {}
+    marked = truth.get("marked")
     return {"oracle_auc": float(roc_auc_score(labels, truth["probability"])),
             "oracle_auc_all_rows": truth["meta"]["oracle_auc"],
-            "planted_segments": truth["meta"]["segments"]}
+            "planted_segments": truth["meta"]["segments"],
+            "marker_ari": None if marked is None else float(
+                adjusted_rand_score(truth["segments"], marked))}
 
 
 def build(results: dict, seeds: list, settings: Settings, data: dict) -> dict:
@@ -166,10 +172,15 @@ def markdown(report: dict) -> str:
     lines = ["# iHAS experiment", "",
              f"Data: {', '.join(data['paths'])} ({data['format']}, {data['fields']} fields); "
              f"rows {data['rows']}; seeds {report['seeds']}; K = {settings['clusters']}; "
-             f"embedding width {settings['embedding_dim']}; batch {settings['batch_size']}."]
+             f"embedding width {settings['embedding_dim']}; batch {settings['batch_size']}; "
+             f"every model trained to early stop on validation AUC (patience "
+             f"{settings['patience']}); clustered on {settings['representation']}."]
     if "oracle_auc" in data:
         lines.append(f"Generated data, {data['planted_segments']} planted segments: oracle AUC "
                      f"{data['oracle_auc']:.4f} on the test rows.")
+        if data.get("marker_ari") is not None:
+            lines.append(f"The ceiling of the clusters' adjusted Rand index (each test row "
+                         f"assigned by its marker fields' bands): {data['marker_ari']:.3f}.")
     lines += ["", "| variant | RQ | test AUC | test logloss | parameters | inference s | "
               "training s | what it is |", "|---|---|---|---|---|---|---|---|"]
     for name, v in report["variants"].items():

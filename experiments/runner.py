@@ -12,7 +12,7 @@ from experiments import report as reporting
 from experiments.data import planted_truth, prepare, test_split
 from experiments.store import RunStore
 from experiments.variants import SeedRun, Settings, Trained, search_kind
-from ihas_keras import plots
+from ihas_keras import plots, schedule
 from ihas_keras.data.formats import TableFormat
 from ihas_keras.data.transform import transformed_dataset, vocabulary_sizes
 from ihas_keras.errors import BadInputError
@@ -233,6 +233,8 @@ def run(data: str, fmt: TableFormat, out: str, seeds: list[int], variants: list[
     os.makedirs(out, exist_ok=True)
     prepared = os.path.join(out, "prepared")
     transformed, rows = prepare(paths, fmt, prepared, progress=s.progress)
+    if s.batch_size is None:
+        s = dataclasses.replace(s, batch_size=schedule.batch_size(rows["train"]))
     sizes = vocabulary_sizes(transformed, fmt)
     train, validation = (transformed_dataset(transformed, split, fmt, s.batch_size)
                          for split in ("train", "eval"))
@@ -246,7 +248,7 @@ def run(data: str, fmt: TableFormat, out: str, seeds: list[int], variants: list[
     figures = []
     store = RunStore(out, s, paths)
     for seed in seeds:
-        seed_run = SeedRun(sizes, train, validation, s, seed)
+        seed_run = SeedRun(sizes, train, validation, s, seed, store.search_path)
         for name in variants:
             result, how = store.get(name, seed), " (stored)"
             if result is None:

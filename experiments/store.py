@@ -59,6 +59,18 @@ class RunStore:
         """
         return os.path.join(self.root, variant, f"seed-{seed}", "1")
 
+    def search_path(self, kind: str, seed: int) -> str:
+        """Where the search model of KIND on SEED is kept, for the variants that share it.
+
+        Args:
+            kind: the search's kind ("ihas", "ihas_3", "ihas_4").
+            seed: the seed.
+
+        Returns:
+            OUT/runs/KIND/seed-SEED.search.keras.
+        """
+        return os.path.join(self.root, kind, f"seed-{seed}.search.keras")
+
     def get(self, variant: str, seed: int, part: str = "") -> dict | None:
         """The stored result of VARIANT on SEED (or its PART, such as "gates"), or None.
 

@@ -1,10 +1,12 @@
 """The experiment's variants: names, what each answers, and how each is trained on one seed.
 
-Names: `base`, `adafs_soft`, `adafs_hard`, `autofield`, `ihas` (RQ1); `ihas_1`..`ihas_4` (RQ3);
-`ihas@B` and `base@B` for a backbone B (RQ2; `ihas@dnn` is `ihas`, `base@dnn` is `base`).
+Names: `base`, `adafs_soft`, `adafs_hard`, `autofield`, `ihas` (RQ1); `ihas_1`..`ihas_4` and
+`ihas_scratch` (RQ3); `ihas@B` and `base@B` for a backbone B (RQ2; `ihas@dnn` is `ihas`,
+`base@dnn` is `base`).
 """
 
 import dataclasses
+import os
 from collections.abc import Iterable
 
 import keras
@@ -30,9 +32,10 @@ DESCRIPTIONS = {
     "ihas_2": "iHAS-2: one retrained model with the widths of all examples (K = 1)",
     "ihas_3": "iHAS-3: iHAS without the polarization term",
     "ihas_4": "iHAS-4: iHAS with gates that are not instance-wise",
+    "ihas_scratch": "iHAS with each cluster's model trained from scratch, not warm-started",
 }
 RQ1 = ("base", "adafs_soft", "adafs_hard", "autofield", "ihas")
-RQ3 = ("ihas_1", "ihas_2", "ihas_3", "ihas_4")
+RQ3 = ("ihas_1", "ihas_2", "ihas_3", "ihas_4", "ihas_scratch")
 DEFAULT_VARIANTS = RQ1 + RQ3
 # Search options of the ablations that search on their own.
 _SEARCH_OPTIONS = {"ihas_3": {"polarization": False}, "ihas_4": {"instance_wise": False}}
@@ -155,14 +158,23 @@ def describe(name: str) -> str:
 class Settings:
     """How every variant of an experiment is trained and measured (`ihas experiment`'s flags).
 
+    Every model follows one training rule (`ihas_keras.schedule`): early stopping on validation
+    AUC with PATIENCE, the epoch settings being caps.
+
     Attributes:
         embedding_dim: the full width of every field's embedding.
-        batch_size: examples per training batch.
-        epochs: epochs of every retrained or plain model (early stopping).
-        pretrain_epochs: the searches' epochs with the gates open.
-        search_epochs: the searches' epochs of bi-level search.
-        gate_every: training batches between two gate steps.
-        clusters: K, the clusters of the routed variants.
+        batch_size: examples per training batch; None: the rule of the training rows
+            (`schedule.batch_size`).
+        epochs: the most epochs of every retrained or plain model.
+        pretrain_epochs: the searches' most epochs with the gates open.
+        search_epochs: the searches' most epochs of bi-level search.
+        gate_every: training batches between two gate steps; None: the rule of the batches per
+            epoch (`schedule.gate_every`).
+        patience: epochs without a better validation AUC before any model stops.
+        clusters: K, the clusters of the routed variants, or "auto" (chosen by validation AUC
+            over `defaults.CLUSTER_CANDIDATES`).
+        representation: what K-Means clusters (`layers.router.REPRESENTATIONS`).
+        warm_start: per-cluster models start from the search model's kept columns.
         regularization_weight: the gate regularizer's weight.
         gate_learning_rate: the architecture optimizer's learning rate, gates and selectors
             alike.
@@ -173,12 +185,15 @@ class Settings:
     """
 
     embedding_dim: int = defaults.EMBEDDING_DIM
-    batch_size: int = defaults.BATCH_SIZE
-    epochs: int = defaults.RETRAIN_EPOCHS  # of every retrained or plain model (early stopping)
+    batch_size: int | None = None  # None: schedule.batch_size of the training rows
+    epochs: int = defaults.RETRAIN_EPOCHS  # caps: every model trains to early stop
     pretrain_epochs: int = defaults.PRETRAIN_EPOCHS
     search_epochs: int = defaults.SEARCH_EPOCHS
-    gate_every: int = defaults.GATE_EVERY
-    clusters: int = defaults.CLUSTERS
+    gate_every: int | None = None  # None: schedule.gate_every of the batches per epoch
+    patience: int = defaults.PATIENCE
+    clusters: int | str = defaults.CLUSTERS  # or "auto"
+    representation: str = defaults.REPRESENTATION
+    warm_start: bool = defaults.WARM_START
     regularization_weight: float = defaults.REGULARIZATION_WEIGHT
     gate_learning_rate: float = defaults.GATE_LEARNING_RATE  # gates and selectors alike
     adafs_k: int | None = None  # fields AdaFS-hard keeps; None: half
@@ -213,12 +228,15 @@ class SeedRun:
         validation: the eval split's (features, label) batches.
         settings: how the variants are trained.
         seed: the seed.
+        keep: the search model file of a kind ("ihas", ...), `RunStore.search_path`: a search
+            found there is loaded instead of trained again, and a trained one is saved there;
+            None keeps searches in memory only.
     """
 
     def __init__(self, sizes: dict, train: tf.data.Dataset, validation: tf.data.Dataset,
-                 settings: Settings, seed: int) -> None:
+                 settings: Settings, seed: int, keep=None) -> None:
         self.sizes, self.train_data, self.validation_data = sizes, train, validation
-        self.settings, self.seed = settings, seed
+        self.settings, self.seed, self.keep = settings, seed, keep
         self._searches, self._plans = {}, {}
 
     @property
@@ -231,7 +249,7 @@ class SeedRun:
         s = self.settings
         model.compile(architecture_optimizer=keras.optimizers.Adam(s.gate_learning_rate))
         ihas_keras.search(model, self.train_data, self.validation_data, s.pretrain_epochs,
-                          s.search_epochs, s.gate_every, verbose=s.verbose)
+                          s.search_epochs, s.gate_every, verbose=s.verbose, patience=s.patience)
         return model
 
     def search(self, kind: str = "ihas") -> SearchModel:
@@ -244,6 +262,12 @@ class SeedRun:
             The searched model.
         """
         key = search_kind(kind)
+        path = self.keep and self.keep(key, self.seed)
+        if key not in self._searches and path and os.path.exists(path):
+            model = ihas_keras.load_model(path)
+            model.compile(architecture_optimizer=keras.optimizers.Adam(
+                self.settings.gate_learning_rate))
+            self._searches[key] = model
         if key not in self._searches:
             s = self.settings
             keras.utils.set_random_seed(self.seed)
@@ -251,6 +275,10 @@ class SeedRun:
                 self.sizes, s.embedding_dim, regularization_weight=s.regularization_weight,
                 seed=self.seed, compile=False, **_SEARCH_OPTIONS.get(key, {}))
             self._searches[key] = self._bilevel_fit(model)
+            if path:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                model.save(path[:-len(".keras")] + ".tmp.keras")
+                os.replace(path[:-len(".keras")] + ".tmp.keras", path)
         return self._searches[key]
 
     def plan(self, kind: str, clusters: int) -> ClusterPlan:
@@ -265,8 +293,9 @@ class SeedRun:
         """
         key = (search_kind(kind), clusters)
         if key not in self._plans:
-            self._plans[key] = ihas_keras.fit_clusters(self.search(kind), self.train_data, clusters,
-                                                       self.seed, self.settings.progress)
+            self._plans[key] = ihas_keras.fit_clusters(
+                self.search(kind), self.train_data, clusters, self.seed, self.settings.progress,
+                self.settings.representation)
         return self._plans[key]
 
     def train(self, name: str) -> Trained:
@@ -302,11 +331,20 @@ class SeedRun:
         search = self.search(kind)
         if kind == "ihas_1":
             return Trained(search, search)
-        plan = self.plan(kind, 1 if kind == "ihas_2" else s.clusters)
-        routed = ihas_keras.retrain(search, plan, self.train_data, self.validation_data, backbone,
-                                    s.epochs, s.batch_size, verbose=s.verbose)
-        return Trained(routed, search, plan)
+        options = {"backbone": backbone, "epochs": s.epochs, "batch_size": s.batch_size,
+                   "patience": s.patience, "verbose": s.verbose,
+                   "warm": s.warm_start and kind != "ihas_scratch"}
+        if kind != "ihas_2" and s.clusters == "auto":
+            model, plan, scores = ihas_keras.choose_clusters(
+                search, self.train_data, self.validation_data,
+                representation=s.representation, seed=self.seed, progress=s.progress, **options)
+            return Trained(model, search, plan, {"validation_auc_by_k": scores})
+        plan = self.plan(kind, 1 if kind == "ihas_2" else int(s.clusters))
+        model = ihas_keras.retrain(search, plan, self.train_data, self.validation_data,
+                                   seed=self.seed, **options)
+        return Trained(model, search, plan)
 
     def _fit(self, model):
-        return fit_recommender(model, self.train_data, self.validation_data, self.settings.epochs,
-                               verbose=self.settings.verbose)
+        s = self.settings
+        return fit_recommender(model, self.train_data, self.validation_data, s.epochs,
+                               s.patience, s.verbose)

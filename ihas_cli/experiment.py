@@ -48,9 +48,9 @@ def run_command(args: argparse.Namespace) -> int:
         variants = expand(_names(args.variants), _names(args.backbones))
         if not variants:
             raise ValueError("--variants: nothing to run")
-        for flag in ("clusters", "epochs", "search_epochs", "batch_size", "embedding_dim",
-                     "gate_every", "inference_batch_size"):
-            if getattr(args, flag) < 1:
+        for flag in ("epochs", "search_epochs", "batch_size", "embedding_dim", "gate_every",
+                     "patience", "inference_batch_size"):
+            if getattr(args, flag) is not None and getattr(args, flag) < 1:
                 raise ValueError(f"--{flag.replace('_', '-')} must be at least 1")
         if not os.path.exists(args.data):
             raise BadInputError(f"{args.data}: no such data file or folder")
@@ -61,7 +61,8 @@ def run_command(args: argparse.Namespace) -> int:
     settings = Settings(
         embedding_dim=args.embedding_dim, batch_size=args.batch_size, epochs=args.epochs,
         pretrain_epochs=args.pretrain_epochs, search_epochs=args.search_epochs,
-        gate_every=args.gate_every, clusters=args.clusters,
+        gate_every=args.gate_every, patience=args.patience, clusters=args.clusters,
+        representation=args.representation, warm_start=args.warm_start,
         regularization_weight=args.regularization_weight,
         gate_learning_rate=args.gate_learning_rate, adafs_k=args.adafs_k,
         inference_batch_size=args.inference_batch_size, progress=not args.quiet,

@@ -247,8 +247,29 @@ def _add_predict_verb(verbs) -> None:
     predict.set_defaults(func=_predict)
 
 
+def clusters_flag(text: str) -> int | str:
+    """`--clusters`: a K of at least 1, or "auto".
+
+    Args:
+        text: the flag's value.
+
+    Returns:
+        The K, or "auto".
+
+    Raises:
+        argparse.ArgumentTypeError: TEXT is neither.
+    """
+    if text == "auto":
+        return text
+    if text.isascii() and text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected a K of at least 1 or auto, got {text!r}")
+
+
 def _add_experiment_verb(verbs) -> None:
     from experiments.variants import DEFAULT_VARIANTS, Settings
+    from ihas_keras import defaults
+    from ihas_keras.layers.router import REPRESENTATIONS
 
     def run(args: argparse.Namespace) -> int:
         from ihas_cli.experiment import run_command
@@ -266,19 +287,31 @@ def _add_experiment_verb(verbs) -> None:
                      help="comma-separated; also ihas@B, base@B")
     exp.add_argument("--backbones", default="dnn,fm,wide_deep,deepfm",
                      help="adds base@B and ihas@B per backbone B (RQ2); '' for none")
-    exp.add_argument("--clusters", type=int, default=Settings.clusters, help="K")
+    exp.add_argument("--clusters", type=clusters_flag, default=Settings.clusters,
+                     help="K, or auto (chosen by validation AUC among "
+                     f"{', '.join(map(str, defaults.CLUSTER_CANDIDATES))})")
+    exp.add_argument("--representation", choices=REPRESENTATIONS,
+                     default=Settings.representation, help="what K-Means clusters")
+    exp.add_argument("--warm-start", action=argparse.BooleanOptionalAction,
+                     default=Settings.warm_start,
+                     help="cluster models start from the search model's kept columns")
+    exp.add_argument("--patience", type=int, default=Settings.patience,
+                     help="epochs without a better validation AUC before any model stops")
     exp.add_argument("--epochs", type=int, default=Settings.epochs,
-                     help="epochs of trained/retrained models")
-    exp.add_argument("--pretrain-epochs", type=int, default=Settings.pretrain_epochs)
-    exp.add_argument("--search-epochs", type=int, default=Settings.search_epochs)
+                     help="most epochs of trained/retrained models")
+    exp.add_argument("--pretrain-epochs", type=int, default=Settings.pretrain_epochs,
+                     help="most epochs of pretraining")
+    exp.add_argument("--search-epochs", type=int, default=Settings.search_epochs,
+                     help="most epochs of bi-level search")
     exp.add_argument("--gate-every", type=int, default=Settings.gate_every,
-                     help="a gate/selector step after "
-                     "every this many training batches")
+                     help="a gate/selector step after every this many training batches "
+                     "(default: by the batches per epoch)")
     exp.add_argument("--regularization-weight", type=float,
                      default=Settings.regularization_weight)
     exp.add_argument("--gate-learning-rate", type=float, default=Settings.gate_learning_rate)
     exp.add_argument("--adafs-k", type=int, help="fields AdaFS-hard keeps (default: half)")
-    exp.add_argument("--batch-size", type=int, default=Settings.batch_size)
+    exp.add_argument("--batch-size", type=int, default=Settings.batch_size,
+                     help="examples per training batch (default: by the training rows)")
     exp.add_argument("--embedding-dim", type=int, default=Settings.embedding_dim)
     exp.add_argument("--inference-batch-size", type=int, default=Settings.inference_batch_size)
     exp.add_argument("--quiet", action="store_true", help="no progress bars")

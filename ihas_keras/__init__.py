@@ -3,7 +3,7 @@
     model = ihas_keras.build_model({"C1": 1000, "C2": 50, ...})
     ihas_keras.search(model, train, validation)          # pretrain, then bi-level search
     plan = ihas_keras.fit_clusters(model, train, num_clusters=2)
-    routed = ihas_keras.retrain(model, plan, train, validation)
+    routed = ihas_keras.retrain(model, plan, train, validation)  # K = 1: one Recommender
     routed.save("routed.keras")
     routed = keras.saving.load_model("routed.keras")   # or ihas_keras.load_model
 
@@ -15,12 +15,12 @@ The library imports nothing from the applications built on it (`components`, `pi
 
 from importlib import metadata as _metadata
 
-from ihas_keras import layers, models
+from ihas_keras import layers, models, schedule
 from ihas_keras.api import build_model, load_model
 from ihas_keras.cluster import ClusterPlan, fit_clusters
 from ihas_keras.errors import BadInputError
 from ihas_keras.models import Recommender, RoutedModel, SearchModel
-from ihas_keras.retraining import retrain
+from ihas_keras.retraining import choose_clusters, retrain
 from ihas_keras.training import search
 
 try:
@@ -30,5 +30,6 @@ except _metadata.PackageNotFoundError:  # running from a source tree that was no
 
 __all__ = [
     "BadInputError", "ClusterPlan", "Recommender", "RoutedModel", "SearchModel", "__version__",
-    "build_model", "fit_clusters", "layers", "load_model", "models", "retrain", "search",
+    "build_model", "choose_clusters", "fit_clusters", "layers", "load_model", "models", "retrain",
+    "schedule", "search",
 ]  # fmt: skip

@@ -1,27 +1,30 @@
-"""The cluster stage: deterministic masks -> masked embeddings -> mini-batch K-Means."""
+"""The cluster stage: the search model's routing points -> K-Means -> kept dimensions per cluster."""
 
 import dataclasses
 import json
 
 import numpy as np
 import tensorflow as tf
-from sklearn.cluster import MiniBatchKMeans
+from sklearn.cluster import KMeans
 from tqdm import tqdm
 
 from ihas_keras import defaults
+from ihas_keras.layers.router import REPRESENTATIONS
 from ihas_keras.models.search import SearchModel
 
 
 @dataclasses.dataclass
 class ClusterPlan:
-    """What the retrain stage needs: centroids, per-cluster mask averages and sizes.
+    """What the retrain stage needs: centroids, per-cluster kept dimensions and sizes.
 
     Attributes:
         fields: the search model's fields, in order.
         embedding_dim: the search model's full width of every field.
-        centroids: [K, N*], in the space of masked embeddings E * m.
+        centroids: [K, N*], in the space of REPRESENTATION.
         keep: [K, N*], the average deterministic mask of each cluster's examples.
         sizes: [K], the number of each cluster's examples.
+        representation: what was clustered (`layers.router.REPRESENTATIONS`); plans written
+            before it was recorded clustered the masked embeddings.
     """
 
     fields: list[str]
@@ -29,20 +32,29 @@ class ClusterPlan:
     centroids: np.ndarray
     keep: np.ndarray
     sizes: np.ndarray
+    representation: str = "masked_embedding"
 
     @property
     def num_clusters(self) -> int:
         """K, the number of clusters."""
         return len(self.centroids)
 
-    def widths(self) -> np.ndarray:
-        """Per-cluster, per-field widths: the dimensions kept by the majority (avg >= 0.5).
+    def kept_dimensions(self) -> np.ndarray:
+        """Which dimensions each cluster keeps: those its majority keeps (average mask >= 0.5).
 
         Returns:
-            Widths [K, N], each field's count of such dimensions in each cluster.
+            Booleans [K, N, embedding_dim]: cluster k keeps dimension j of field f.
         """
         kept = self.keep >= 0.5
-        return kept.reshape(self.num_clusters, len(self.fields), self.embedding_dim).sum(-1)
+        return kept.reshape(self.num_clusters, len(self.fields), self.embedding_dim)
+
+    def widths(self) -> np.ndarray:
+        """Per-cluster, per-field widths: the count of each field's kept dimensions.
+
+        Returns:
+            Widths [K, N].
+        """
+        return self.kept_dimensions().sum(-1)
 
     def save(self, path: str) -> None:
         """Writes the plan to PATH as JSON.
@@ -69,59 +81,104 @@ class ClusterPlan:
         return cls(
             data["fields"], int(data["embedding_dim"]), np.asarray(data["centroids"], "float32"),
             np.asarray(data["keep"], "float32"), np.asarray(data["sizes"], "int64"),
+            str(data.get("representation", "masked_embedding")),
         )
 
 
-def _masked(model: SearchModel, dataset):
-    """Yields (masked embeddings, masks) as numpy, batch by batch."""
-    step = tf.function(model.masked_embeddings)
+def _points(model: SearchModel, dataset: tf.data.Dataset, representation: str):
+    """Yields (points, masks) as numpy, batch by batch."""
+    step = tf.function(lambda x: model.routing_points(x, representation))
     for x, *_ in dataset:
-        masked, mask = step(x)
-        yield masked.numpy(), mask.numpy()
+        points, mask = step(x)
+        yield points.numpy(), mask.numpy()
+
+
+def uniform_sample(batches, size: int, seed: int) -> np.ndarray:
+    """A uniform sample of SIZE rows (all if fewer) of a stream of row batches.
+
+    Bottom-k sampling: each row draws a random key and the SIZE smallest keys are kept, in a
+    buffer of at most 2 * SIZE rows, so memory does not grow with the stream.
+
+    Args:
+        batches: arrays [B_i, D] with the same D.
+        size: the sample's rows.
+        seed: the keys' random seed.
+
+    Returns:
+        The sampled rows [min(SIZE, rows), D].
+    """
+    rng = np.random.default_rng(seed)
+    rows, keys, count = [], [], 0
+
+    def shrink():
+        all_rows, all_keys = np.concatenate(rows), np.concatenate(keys)
+        keep = np.argpartition(all_keys, size - 1)[:size] if len(all_keys) > size else slice(None)
+        return [all_rows[keep]], [all_keys[keep]]
+
+    for batch in batches:
+        rows.append(batch)
+        keys.append(rng.random(len(batch)))
+        count += len(batch)
+        if count >= 2 * size:
+            rows, keys = shrink()
+            count = len(keys[0])
+    if not rows:
+        return np.zeros((0, 0), "float32")
+    return shrink()[0][0]
 
 
 def fit_clusters(model: SearchModel, dataset: tf.data.Dataset,
                  num_clusters: int = defaults.CLUSTERS, seed: int = 0,
-                 progress: bool = True) -> ClusterPlan:
-    """Clusters the masked embeddings of a trained search model, in two streaming passes.
+                 progress: bool = True, representation: str = defaults.REPRESENTATION,
+                 sample: int = defaults.CLUSTER_SAMPLE,
+                 restarts: int = defaults.KMEANS_RESTARTS) -> ClusterPlan:
+    """Clusters the routing points of a trained search model, in two streaming passes.
 
-    The first pass over DATASET runs `partial_fit` of scikit-learn's MiniBatchKMeans on the
-    masked embeddings; the second finds each example's cluster, to average the masks and count
-    the examples per cluster. Memory does not grow with the data.
+    The first pass draws a uniform sample of SAMPLE examples' points (REPRESENTATION: the gate
+    probabilities, the masks or the masked embeddings) and fits scikit-learn's full-batch KMeans
+    on it with RESTARTS initialisations (k-means++), keeping the best; the second assigns every
+    example to its nearest centroid, to average the masks and count the examples per cluster.
+    Memory does not grow with the data.
 
     Args:
         model: the trained search model.
         dataset: (features, label) batches.
         num_clusters: K.
-        seed: the K-Means random state.
+        seed: the sample's and K-Means's random state.
         progress: show tqdm progress bars.
+        representation: what is clustered, one of `layers.router.REPRESENTATIONS`.
+        sample: the examples K-Means is fitted on.
+        restarts: K-Means initialisations.
 
     Returns:
         The cluster plan.
 
     Raises:
-        ValueError: DATASET has fewer than max(NUM_CLUSTERS, 256) examples.
+        ValueError: REPRESENTATION is unknown, NUM_CLUSTERS < 1, or DATASET has fewer than
+            NUM_CLUSTERS examples.
     """
-    kmeans = MiniBatchKMeans(n_clusters=num_clusters, random_state=seed, n_init=3)
-    pending = []  # partial_fit's first call needs at least num_clusters points
-    for masked, _ in tqdm(_masked(model, dataset), desc="k-means", unit=" batches",
-                          disable=not progress):
-        pending.append(masked)
-        if sum(len(m) for m in pending) >= max(num_clusters, 256):
-            kmeans.partial_fit(np.concatenate(pending))
-            pending = []
-    if pending and hasattr(kmeans, "cluster_centers_"):
-        kmeans.partial_fit(np.concatenate(pending))
-    if not hasattr(kmeans, "cluster_centers_"):
-        raise ValueError(f"fit_clusters: need at least {max(num_clusters, 256)} examples")
+    if representation not in REPRESENTATIONS:
+        raise ValueError(f"fit_clusters: unknown representation {representation!r}; known: "
+                         f"{', '.join(REPRESENTATIONS)}")
+    if num_clusters < 1:
+        raise ValueError(f"fit_clusters: num_clusters must be at least 1, got {num_clusters}")
+    points = uniform_sample(
+        (p for p, _ in tqdm(_points(model, dataset, representation), desc="sampling",
+                            unit=" batches", disable=not progress)), sample, seed)
+    if len(points) < num_clusters:
+        raise ValueError(f"fit_clusters: {len(points)} examples, fewer than the {num_clusters} "
+                         "clusters asked for")
+    kmeans = KMeans(num_clusters, n_init=restarts, random_state=seed).fit(points)
 
     keep_sum = np.zeros((num_clusters, model.gate.units))
     sizes = np.zeros(num_clusters, "int64")
-    for masked, mask in tqdm(_masked(model, dataset), desc="assigning", unit=" batches",
-                             disable=not progress):
-        labels = kmeans.predict(masked)
-        np.add.at(keep_sum, labels, mask)
+    for batch, mask in tqdm(_points(model, dataset, representation), desc="assigning",
+                            unit=" batches", disable=not progress):
+        labels = kmeans.predict(batch)
+        for k in range(num_clusters):
+            keep_sum[k] += mask[labels == k].sum(0)
         sizes += np.bincount(labels, minlength=num_clusters)
     keep = keep_sum / np.maximum(sizes, 1)[:, None]
     return ClusterPlan(model.fields, model.embedding_dim,
-                       kmeans.cluster_centers_.astype("float32"), keep.astype("float32"), sizes)
+                       kmeans.cluster_centers_.astype("float32"), keep.astype("float32"), sizes,
+                       representation)

@@ -14,15 +14,28 @@ CROSS_LAYERS = 2  # DCN-v2 cross layers
 
 # Optimization of every model: Adam with weight decay on the base parameters, plain Adam on the
 # architecture parameters (iHAS gates, the AdaFS controller, AutoField's keep/drop logits).
-BATCH_SIZE = 2048
 LEARNING_RATE = 1e-3
 WEIGHT_DECAY = 1e-6
-GATE_LEARNING_RATE = 1e-3
+GATE_LEARNING_RATE = 1e-2  # measured: at 1e-3 the gates do not polarize (benchmarks/README)
 
-# The search stage: pretraining with open gates, then bi-level search.
-PRETRAIN_EPOCHS = 2
-SEARCH_EPOCHS = 3
-GATE_EVERY = 100  # one architecture step on a validation batch after this many training batches
+# The training rule of every model (`ihas_keras.schedule`): train until the validation AUC has
+# not improved for PATIENCE epochs, best weights restored, at most MAX_EPOCHS epochs a phase.
+MAX_EPOCHS = 50
+PATIENCE = 3
+# The batch size is a rule of the training rows: the largest power of two that still gives
+# MIN_STEPS_PER_EPOCH batches an epoch, between MIN_BATCH_SIZE and BATCH_SIZE (the paper's).
+BATCH_SIZE = 2048
+MIN_BATCH_SIZE = 256
+MIN_STEPS_PER_EPOCH = 100
+# The gate schedule is a rule of the batches per epoch: one architecture step on a validation
+# batch after every steps // GATE_STEPS_PER_EPOCH training batches, at least every
+# MAX_GATE_EVERY.
+GATE_STEPS_PER_EPOCH = 16
+MAX_GATE_EVERY = 5
+
+# The search stage: pretraining with open gates, then bi-level search (each to early stop).
+PRETRAIN_EPOCHS = MAX_EPOCHS
+SEARCH_EPOCHS = MAX_EPOCHS
 
 # The Bernoulli gates and their regularizer (the paper's Eq. 5).
 REGULARIZATION_WEIGHT = 1e-4
@@ -34,8 +47,12 @@ THRESHOLD_SMOOTHING = 5
 
 # Clustering and retraining.
 CLUSTERS = 2
-RETRAIN_EPOCHS = 3
-PATIENCE = 3  # early stopping on validation AUC
+CLUSTER_CANDIDATES = (1, 2, 3, 4)  # the K tried by clusters "auto", chosen by validation AUC
+REPRESENTATION = "probability"  # what K-Means clusters: the gate probabilities p
+CLUSTER_SAMPLE = 50_000  # examples K-Means is fitted on (a uniform sample of the stream)
+KMEANS_RESTARTS = 10  # K-Means initialisations; the best (lowest inertia) is kept
+WARM_START = True  # per-cluster models start from the search model's kept columns
+RETRAIN_EPOCHS = MAX_EPOCHS
 
 # Data: the split seed, the rare-value threshold of the vocabularies, the bad-row limit.
 SPLIT_SEED = 0

@@ -1,15 +1,17 @@
 """The retrain stage: one recommender per cluster, trained on that cluster's examples."""
 
 import logging
+from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
 
-from ihas_keras import defaults
-from ihas_keras.cluster import ClusterPlan
+from ihas_keras import defaults, schedule
+from ihas_keras.cluster import ClusterPlan, fit_clusters
 from ihas_keras.models.recommender import Recommender
 from ihas_keras.models.routed import RoutedModel
 from ihas_keras.models.search import SearchModel
+from ihas_keras.warm_start import warm_start
 
 logger = logging.getLogger(__name__)
 
@@ -37,14 +39,15 @@ def fit_recommender(model: keras.Model, train: tf.data.Dataset,
                     validation: tf.data.Dataset | None = None,
                     epochs: int = defaults.RETRAIN_EPOCHS, patience: int = defaults.PATIENCE,
                     verbose: str | int = "auto") -> keras.Model:
-    """Compiles MODEL as the paper does and fits it on TRAIN.
+    """Compiles MODEL as the paper does and fits it on TRAIN, by the training rule.
 
-    With VALIDATION, training stops early on validation AUC, keeping the best weights.
+    With VALIDATION, training stops once the validation AUC has not improved for PATIENCE
+    epochs, keeping the best weights (`schedule.early_stopping`); EPOCHS is the cap.
 
     Args:
         model: the model to train.
         train: (features, label) training batches.
-        validation: (features, label) validation batches, or None.
+        validation: (features, label) validation batches, or None (every epoch runs).
         epochs: the most epochs to train.
         patience: epochs without a better validation AUC before stopping.
         verbose: Keras's `fit` verbosity.
@@ -52,11 +55,7 @@ def fit_recommender(model: keras.Model, train: tf.data.Dataset,
     Returns:
         MODEL, trained.
     """
-    callbacks = []
-    if validation is not None:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            "val_auc", patience=patience, mode="max", restore_best_weights=True
-        ))
+    callbacks = [] if validation is None else [schedule.early_stopping(patience)]
     compile_recommender(model).fit(train, validation_data=validation, epochs=epochs,
                                    callbacks=callbacks, verbose=verbose, shuffle=False)
     return model
@@ -105,12 +104,18 @@ def cluster_examples(routed: RoutedModel, dataset: tf.data.Dataset, cluster: int
 def retrain(search: SearchModel, plan: ClusterPlan, train: tf.data.Dataset,
             validation: tf.data.Dataset | None = None, backbone: str | None = None,
             epochs: int = defaults.RETRAIN_EPOCHS, batch_size: int = defaults.BATCH_SIZE,
-            patience: int = defaults.PATIENCE, verbose: str | int = "auto") -> RoutedModel:
-    """The retrain stage: the routed model, each cluster's recommender trained on its examples.
+            patience: int = defaults.PATIENCE, verbose: str | int = "auto",
+            warm: bool = defaults.WARM_START, seed: int | None = None) -> keras.Model:
+    """The retrain stage: one recommender per cluster, trained on its examples.
 
-    Builds the routed model from SEARCH and PLAN and trains each cluster's recommender from
-    scratch on its own examples (early stopping on validation AUC when VALIDATION is given).
-    Clusters without training examples keep untrained recommenders and are reported.
+    With K >= 2 clusters, the routed model: SEARCH's embeddings and gate route each example to
+    its cluster's recommender, each trained on its own examples (early stopping on validation
+    AUC when VALIDATION is given); clusters without training examples keep untrained
+    recommenders and are reported. With K = 1, a plain `Recommender` with the searched widths,
+    trained on every example: no gate and no router at serving.
+
+    With WARM, each recommender starts from SEARCH's kept embedding columns and backbone
+    (`warm_start`); otherwise from scratch, as one reading of the paper has it.
 
     Args:
         search: the trained search model.
@@ -122,19 +127,89 @@ def retrain(search: SearchModel, plan: ClusterPlan, train: tf.data.Dataset,
         batch_size: examples per batch of each cluster's data.
         patience: epochs without a better validation AUC before a recommender stops.
         verbose: Keras's `fit` verbosity.
+        warm: start each recommender from SEARCH's kept columns.
+        seed: reseeds Keras's random state before the recommenders are made, so that their
+            initialisation does not depend on what ran before; None leaves it.
 
     Returns:
-        The routed model, its recommenders trained.
+        The routed model (K >= 2) or the recommender (K = 1), trained.
     """
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    kept = plan.kept_dimensions()
+    if plan.num_clusters == 1:
+        model = Recommender(search.fields, search.vocab_sizes, plan.widths()[0].tolist(),
+                            backbone or search.backbone_kind, search.hidden_units,
+                            search.cross_layers, name="searched")
+        if warm:
+            warm_start(model, search, kept[0])
+        logger.info("retrain: one model, widths %s", plan.widths()[0].tolist())
+        return fit_recommender(model, train, validation, epochs, patience, verbose)
     routed = RoutedModel.from_search(search, plan, backbone)
     for k, recommender in enumerate(routed.recommenders):
         if plan.sizes[k] == 0:
             logger.warning("retrain: cluster %d has no training examples; its model stays "
                            "untrained", k)
             continue
+        if warm:
+            warm_start(recommender, search, kept[k])
         logger.info("retrain: cluster %d (%d examples, widths %s)", k, plan.sizes[k],
                     plan.widths()[k].tolist())
         val = None if validation is None else cluster_examples(routed, validation, k, batch_size)
         fit_recommender(recommender, cluster_examples(routed, train, k, batch_size), val,
                         epochs, patience, verbose)
     return routed
+
+
+def validation_auc(model: keras.Model, validation: tf.data.Dataset) -> float:
+    """MODEL's AUC on VALIDATION (a routed model's "probability" output).
+
+    Args:
+        model: a routed model or a recommender.
+        validation: (features, label) batches.
+
+    Returns:
+        The AUC.
+    """
+    auc = keras.metrics.AUC()
+    score = tf.function(model)
+    for x, y in validation:
+        out = score(x)
+        auc.update_state(y, out["probability"] if isinstance(out, dict) else out)
+    return float(auc.result())
+
+
+def choose_clusters(search: SearchModel, train: tf.data.Dataset, validation: tf.data.Dataset,
+                    candidates: Sequence[int] = defaults.CLUSTER_CANDIDATES,
+                    representation: str = defaults.REPRESENTATION, seed: int = 0,
+                    progress: bool = True, **options) -> tuple[keras.Model, ClusterPlan, dict]:
+    """K chosen by validation AUC ("auto"): clusters and retrains for each K of CANDIDATES.
+
+    Args:
+        search: the trained search model.
+        train: (features, label) training batches.
+        validation: (features, label) validation batches.
+        candidates: the K to try.
+        representation: what K-Means clusters (`fit_clusters`).
+        seed: K-Means's random state and `retrain`'s seed.
+        progress: show progress bars while clustering.
+        **options: more `retrain` arguments (backbone, epochs, batch_size, patience, verbose,
+            warm).
+
+    Returns:
+        (the best model, its plan, {K: validation AUC}).
+
+    Raises:
+        ValueError: CANDIDATES is empty.
+    """
+    if not candidates:
+        raise ValueError("choose_clusters: no candidate K")
+    best, scores = None, {}
+    for k in candidates:
+        plan = fit_clusters(search, train, k, seed, progress, representation)
+        model = retrain(search, plan, train, validation, seed=seed, **options)
+        scores[k] = validation_auc(model, validation)
+        logger.info("clusters auto: K = %d, validation AUC %.4f", k, scores[k])
+        if best is None or scores[k] > scores[best[1].num_clusters]:
+            best = (model, plan)
+    return best[0], best[1], scores

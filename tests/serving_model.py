@@ -28,6 +28,7 @@ class ServedModel:
     export_dir: str
     transform_dir: str
     model: object  # the RoutedModel in memory
+    search: object  # the search model it was made from
 
     def raw_lines(self, n: int) -> list[str]:
         with open(self.raw_file) as f:
@@ -61,4 +62,4 @@ def build_served_model(root) -> ServedModel:
 
     base_path = os.path.join(root, "models", "ihas")
     export_dir = export_serving_model(routed, transformed, fmt, os.path.join(base_path, "1"))
-    return ServedModel(fmt, schema, raw_file, base_path, export_dir, transformed, routed)
+    return ServedModel(fmt, schema, raw_file, base_path, export_dir, transformed, routed, search)

@@ -10,7 +10,9 @@ import tensorflow as tf
 from sklearn.metrics import adjusted_rand_score
 
 import ihas_keras
-from ihas_keras import plots
+from ihas_keras import plots, retraining
+from ihas_keras.layers.router import REPRESENTATIONS
+from ihas_keras.warm_start import warm_start
 from tests.planted import planted_criteo
 
 ROWS, SEGMENTS = 60000, 2
@@ -32,16 +34,16 @@ def stages(tmp_path_factory):
                                    compile=False)
     model.compile(architecture_optimizer=keras.optimizers.Adam(1e-2))
     ihas_keras.search(model, batches(x, y, *train), batches(x, y, *val), pretrain_epochs=2,
-                      epochs=8, gate_every=3, verbose=0)
+                      epochs=8, gate_every=3, verbose=0, patience=None)
     plan = ihas_keras.fit_clusters(model, batches(x, y, *train), SEGMENTS, progress=False)
     routed = ihas_keras.retrain(model, plan, batches(x, y, *train), batches(x, y, *val),
                                 epochs=2, batch_size=512, verbose=0)
     test = {f: v[val[1]:] for f, v in x.items()}
-    return model, plan, routed, test, segments[val[1]:]
+    return model, plan, routed, test, segments[val[1]:], x, y
 
 
 def test_clusters_recover_the_planted_segments(stages):
-    _, plan, routed, test, segments = stages
+    _, plan, routed, test, segments, *_ = stages
     clusters = routed(test)["cluster"].numpy()
     # Chance level is 0 (+-0.01 for 6,000 examples); measured here: 0.23.
     assert adjusted_rand_score(segments, clusters) > 0.1
@@ -49,7 +51,7 @@ def test_clusters_recover_the_planted_segments(stages):
 
 
 def test_routed_prediction_is_its_cluster_models_prediction(stages):
-    _, _, routed, test, _ = stages
+    _, _, routed, test, *_ = stages
     out = routed(test)
     probability, clusters = out["probability"].numpy(), out["cluster"].numpy()
     assert probability.shape == clusters.shape == (len(test["C1"]),)
@@ -61,14 +63,14 @@ def test_routed_prediction_is_its_cluster_models_prediction(stages):
 
 
 def test_widths_follow_the_majority_of_masks(stages):
-    _, plan, _, _, _ = stages
+    _, plan, *_ = stages
     kept = (plan.keep >= 0.5).reshape(SEGMENTS, len(plan.fields), plan.embedding_dim)
     np.testing.assert_array_equal(plan.widths(), kept.sum(-1))
     assert plan.widths().sum(1).min() > 0 and (plan.widths() <= plan.embedding_dim).all()
 
 
 def test_every_model_round_trips(stages, tmp_path):
-    model, plan, routed, test, _ = stages
+    model, plan, routed, test, *_ = stages
     for name, m in {"search": model, "routed": routed, "cluster": routed.recommenders[0]}.items():
         m.save(tmp_path / f"{name}.keras")
         loaded = keras.models.load_model(tmp_path / f"{name}.keras")
@@ -82,7 +84,7 @@ def test_every_model_round_trips(stages, tmp_path):
 
 
 def test_plots_are_written(stages, tmp_path):
-    model, plan, _, test, _ = stages
+    model, plan, _, test, *_ = stages
     p = model.gated(test)[2].numpy()
     hist = plots.gate_histograms({"with polarization": p}, str(tmp_path / "gates.png"))
     heat = plots.widths_heatmap(plan.widths(), plan.fields, str(tmp_path / "widths.png"),
@@ -94,10 +96,72 @@ def test_plots_are_written(stages, tmp_path):
 
 def test_load_model_registers_the_classes_in_a_fresh_process(stages, tmp_path):
     """`import ihas_keras` is lazy; `ihas_keras.load_model` still finds every class."""
-    _, _, routed, test, _ = stages
+    _, _, routed, test, *_ = stages
     routed.save(tmp_path / "routed.keras")
     code = ("import sys, ihas_keras; m = ihas_keras.load_model(sys.argv[1]); "
             "print(type(m).__name__, m.widths == eval(sys.argv[2]))")
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "routed.keras"),
                            repr(routed.widths)], capture_output=True, text=True, check=True)
     assert done.stdout.split()[-2:] == ["RoutedModel", "True"]
+
+
+@pytest.mark.parametrize("representation", REPRESENTATIONS)
+def test_each_representation_is_clustered_and_routed_the_same_way(stages, representation):
+    """The plan clusters the chosen points; the routed graph sends every example to the centroid
+    nearest its own point of that representation."""
+    model, _, _, test, segments, *_ = stages
+    x, y = stages[5], stages[6]
+    plan = ihas_keras.fit_clusters(model, batches(x, y, 0, 20000), 2, progress=False,
+                                   representation=representation, sample=5000, restarts=3)
+    assert plan.representation == representation and plan.sizes.sum() == 20000
+    routed = ihas_keras.RoutedModel.from_search(model, plan)
+    points = model.routing_points(test, representation)[0].numpy()
+    if representation == "mask":
+        assert set(np.unique(points)) <= {0.0, 1.0}
+    elif representation == "probability":
+        assert 0 <= points.min() and points.max() <= 1 and len(np.unique(points)) > 2
+    distances = ((points[:, None, :] - plan.centroids[None]) ** 2).sum(-1)
+    nearest = distances.argmin(1)
+    clear = np.abs(distances[:, 0] - distances[:, 1]) > 1e-3 * distances.max()  # no float ties
+    np.testing.assert_array_equal(routed.route(test).numpy()[clear], nearest[clear])
+    assert adjusted_rand_score(segments, nearest) > 0.05 or representation == "masked_embedding"
+
+
+def test_warm_start_copies_the_kept_columns(stages):
+    model, plan, *_ = stages
+    kept = plan.kept_dimensions()[0]
+    rec = ihas_keras.Recommender(model.fields, model.vocab_sizes, kept.sum(-1).tolist())
+    warm_start(rec, model, kept)
+    for i, field in enumerate(model.fields):
+        if kept[i].any():
+            np.testing.assert_array_equal(rec.embedding.tables[field].numpy(),
+                                          model.embedding.tables[field].numpy()[:, kept[i]])
+        else:
+            assert field not in rec.embedding.tables
+    rows = kept.reshape(-1)
+    first, searched = rec.backbone.mlp.dense_layers[0], model.backbone.mlp.dense_layers[0]
+    np.testing.assert_array_equal(first.kernel.numpy(), searched.kernel.numpy()[rows])
+    np.testing.assert_array_equal(rec.backbone.head.kernel.numpy(),
+                                  model.backbone.head.kernel.numpy())
+    with pytest.raises(ValueError, match="kept dimensions"):
+        warm_start(ihas_keras.Recommender(model.fields, model.vocab_sizes,
+                                          [1] * len(model.fields)), model, kept)
+
+
+def test_a_recommender_stops_on_a_plateau(monkeypatch):
+    """An optimizer that cannot move the weights gives a flat validation AUC: fit_recommender
+    stops after the first epoch and PATIENCE more, far below its cap, as every model does."""
+    def frozen(model):
+        model.compile(optimizer=keras.optimizers.SGD(0.0), loss="binary_crossentropy",
+                      metrics=[keras.metrics.AUC(name="auc")])
+        return model
+
+    monkeypatch.setattr(retraining, "compile_recommender", frozen)
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = {f: rng.integers(0, 50, 3000) for f in ("a", "b")}
+    y = rng.integers(0, 2, 3000).astype("float32")
+    rec = ihas_keras.Recommender(["a", "b"], [50, 50], [4, 4])
+    retraining.fit_recommender(rec, batches(x, y, 0, 2000, 256), batches(x, y, 2000, 3000),
+                               epochs=50, patience=2, verbose=0)
+    assert len(rec.history.history["val_auc"]) == 3

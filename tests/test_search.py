@@ -38,9 +38,9 @@ def searched(polarization: bool):
     )
     model.compile(architecture_optimizer=keras.optimizers.Adam(1e-2))
     ihas_keras.search(model, batches(ids, labels, 0, 32000), batches(ids, labels, 32000, 36000),
-                      pretrain_epochs=2, epochs=6, gate_every=5, verbose=0)
+                      pretrain_epochs=2, epochs=6, gate_every=5, verbose=0, patience=None)
     test = {f: v[36000:] for f, v in ids.items()}
-    _, mask = model.masked_embeddings(test)
+    _, mask = model.routing_points(test)
     p = model.gated(test)[2].numpy()
     open_by_field = mask.numpy().reshape(len(test["s0"]), len(FIELDS), DIM).mean(axis=(0, 2))
     return model, test, p, open_by_field

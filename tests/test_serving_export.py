@@ -12,8 +12,10 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow_serving.apis import prediction_log_pb2
 
+import ihas_keras
 from ihas_keras.data.preprocess import raw_feature_spec
-from ihas_keras.export.saved_model import WARMUP_FILE, raw_input_columns
+from ihas_keras.data.transform import transformed_dataset
+from ihas_keras.export.saved_model import WARMUP_FILE, export_serving_model, raw_input_columns
 from ihas_keras.export.signatures import CLASSIFY_METHOD, read_saved_model
 
 N = 200
@@ -40,6 +42,26 @@ def test_serving_default_equals_the_model_in_memory(served, loaded):
     np.testing.assert_array_equal(out["cluster"].numpy(), expected["cluster"].numpy())
     assert out["probability"].dtype == tf.float32 and out["cluster"].dtype == tf.int32
     assert len(set(out["cluster"].numpy())) == 2  # both clusters are used on these rows
+
+
+def test_one_cluster_exports_a_plain_recommender_without_gate_or_router(served, tmp_path):
+    """K = 1: retrain gives one Recommender with the searched widths; its export holds no gate,
+    no threshold and no centroids, and answers cluster 0."""
+    train = transformed_dataset(served.transform_dir, "train", served.fmt, batch_size=256)
+    plan = ihas_keras.fit_clusters(served.search, train, num_clusters=1, progress=False)
+    single = ihas_keras.retrain(served.search, plan, train, None, epochs=1, verbose=0)
+    assert isinstance(single, ihas_keras.Recommender)
+    assert single.widths == plan.widths()[0].tolist() and sum(single.widths) > 0
+    export_dir = export_serving_model(single, served.transform_dir, served.fmt,
+                                      str(tmp_path / "1"))
+    loaded = tf.saved_model.load(export_dir)
+    names = [v.name for v in loaded.variables]
+    assert names and not [n for n in names if any(w in n for w in ("gate", "centroid", "router"))]
+    out = loaded.signatures["serving_default"](examples=tf.constant(served.raw_examples(N)))
+    assert (out["cluster"].numpy() == 0).all()
+    assert 0 < out["probability"].numpy().min() <= out["probability"].numpy().max() < 1
+    routed_names = [v.name for v in tf.saved_model.load(served.export_dir).variables]
+    assert [n for n in routed_names if "gate" in n]  # the routed export does hold the gate
 
 
 def test_predict_raw_takes_the_raw_file_cells(served, loaded):

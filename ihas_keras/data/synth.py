@@ -7,8 +7,9 @@ other fields are noise. Values follow Zipf-like frequencies, Criteo's numerics a
 some fields have missing values, and the label rate is 15-30 % in every segment.
 
 Rows are written chunk by chunk (memory does not grow with the row count). Beside the data, a
-sidecar `PATH.truth.tsv` gives each row's segment and true click probability, and `PATH.meta.json`
-the oracle AUC (the AUC of the true probabilities), label rate and segment sizes.
+sidecar `PATH.truth.tsv` gives each row's segment, true click probability and the segment its
+markers show (their best guess, which bounds how well any clustering can find the segments), and
+`PATH.meta.json` the oracle AUC (the AUC of the true probabilities), label rate and segment sizes.
 """
 
 import dataclasses
@@ -171,7 +172,7 @@ class Generator:
 
         Returns:
             (the file's columns in order, each an array of n tokens; segment ids [n]; true
-            probabilities [n]; labels [n]).
+            probabilities [n]; labels [n]; each row's segment as its markers show it [n]).
         """
         rng = self.rng
         weights = np.array([s.weight for s in self.segments])
@@ -189,6 +190,10 @@ class Generator:
             honest = rng.random(n) < 0.9
             shown = np.where(honest, segment, rng.integers(0, k, size=n))
             ids[name] = shown * band + within
+        # The best guess from the markers alone is the first marker's band: where the two agree
+        # it is theirs, and where they disagree either is as likely to be the honest one.
+        first = MARKERS[self.fmt.name][0]
+        marked = ids[first] // (self.fields[first].vocab // k)
         prob = np.empty(n)
         for s in range(k):
             rows = segment == s
@@ -205,7 +210,7 @@ class Generator:
                 np.char.add("1410", np.char.zfill((21 + ids["day"]).astype(str), 2)),
                 np.char.zfill(ids["hour_of_day"].astype(str), 2),
             ).astype(object)
-        return self._layout(columns, label, n), segment, prob, label
+        return self._layout(columns, label, n), segment, prob, label, marked
 
     def _layout(self, columns: dict, label: np.ndarray, n: int) -> list[np.ndarray]:
         """The file's columns, in order."""
@@ -310,13 +315,14 @@ def synthesize(
     ):
         if fmt.header:
             data.write(fmt.delimiter.join(fmt.columns) + "\n")
-        truth.write("segment\tprobability\n")
+        truth.write("segment\tprobability\tmarker_segment\n")
         done = 0
         while done < rows:
             n = min(chunk_rows, rows - done)
-            columns, segment, prob, label = gen.chunk(n)
+            columns, segment, prob, label, marked = gen.chunk(n)
             data.write("\n".join(map(fmt.delimiter.join, zip(*columns, strict=True))) + "\n")
-            truth.write("".join(f"{s}\t{p:.6f}\n" for s, p in zip(segment, prob, strict=True)))
+            truth.write("".join(f"{s}\t{p:.6f}\t{m}\n"
+                                for s, p, m in zip(segment, prob, marked, strict=True)))
             bins = np.minimum((prob * _AUC_BINS).astype(np.int64), _AUC_BINS - 1)
             pos += np.bincount(bins, weights=label, minlength=_AUC_BINS)
             neg += np.bincount(bins, weights=1 - label, minlength=_AUC_BINS)

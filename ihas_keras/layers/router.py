@@ -1,8 +1,39 @@
-"""Nearest-centroid routing, in the served graph."""
+"""Nearest-centroid routing, in the served graph, and the points it routes."""
 
 import keras
+import tensorflow as tf
 from keras import ops
 from numpy.typing import ArrayLike
+
+# What K-Means clusters (and the router routes): the gate probabilities p, the deterministic
+# masks m, or the paper's masked embeddings E * m.
+REPRESENTATIONS = ("probability", "mask", "masked_embedding")
+
+
+def routing_points(representation: str, embedded: tf.Tensor, mask: tf.Tensor,
+                   p: tf.Tensor) -> tf.Tensor:
+    """The points of REPRESENTATION, each example's row of p, m or E * m.
+
+    Args:
+        representation: one of `REPRESENTATIONS`.
+        embedded: the embeddings E [B, N*].
+        mask: the deterministic masks m [B, N*].
+        p: the gate probabilities [B, N*].
+
+    Returns:
+        The points [B, N*].
+
+    Raises:
+        ValueError: REPRESENTATION is not one of `REPRESENTATIONS`.
+    """
+    if representation == "probability":
+        return p
+    if representation == "mask":
+        return mask
+    if representation == "masked_embedding":
+        return embedded * mask
+    raise ValueError(f"unknown clustering representation {representation!r}; known: "
+                     f"{', '.join(REPRESENTATIONS)}")
 
 
 @keras.saving.register_keras_serializable(package="ihas")

@@ -29,7 +29,7 @@ class ArchSchedule:
     """
 
     def __init__(self, validation: tf.data.Dataset | None = None,
-                 every: int = defaults.GATE_EVERY) -> None:
+                 every: int = defaults.MAX_GATE_EVERY) -> None:
         if every < 1:
             raise ValueError(f"gate_every must be at least 1, got {every}")
         self.iterator = None
@@ -185,7 +185,7 @@ class BilevelModel(keras.Model):
         return self.forward(inputs, training=training)[0]
 
     def use_validation(self, validation: tf.data.Dataset | None,
-                       gate_every: int = defaults.GATE_EVERY) -> None:
+                       gate_every: int = defaults.MAX_GATE_EVERY) -> None:
         """Sets the validation batches of the architecture steps and their cadence.
 
         Architecture steps run on VALIDATION (repeated as needed), one after every GATE_EVERY

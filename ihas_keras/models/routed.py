@@ -10,7 +10,7 @@ from keras import ops
 from ihas_keras import defaults
 from ihas_keras.layers.embedding import FieldEmbedding
 from ihas_keras.layers.gate import BernoulliGate
-from ihas_keras.layers.router import CentroidRouter
+from ihas_keras.layers.router import REPRESENTATIONS, CentroidRouter, routing_points
 from ihas_keras.models.recommender import Recommender, dummy_batch
 
 if TYPE_CHECKING:
@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 class RoutedModel(keras.Model):
     """{field: int64 ids [B]} -> {"probability": [B], "cluster": int32 [B]}.
 
-    The search model's embeddings and deterministic gate give the masked embeddings E * m; the
+    The search model's embeddings and deterministic gate give each example's routing point (its
+    gate probabilities p, its mask m or its masked embeddings E * m, as the plan clustered); the
     nearest centroid picks the cluster; `tf.dynamic_partition` sends each example to its
     cluster's `Recommender` (per-field widths `widths[k]`) and `tf.dynamic_stitch` puts the
     probabilities back in input order. All standard TF ops, so the graph serves as it is.
@@ -38,6 +39,8 @@ class RoutedModel(keras.Model):
         instance_wise: per-example gates; False: one vector for all examples (iHAS-4).
         bins: the gate's histogram threshold searcher's bins.
         smoothing: the gate's histogram threshold searcher's moving-average width, in bins.
+        representation: what the router compares with the centroids
+            (`layers.router.REPRESENTATIONS`).
         **kwargs: `keras.Model` arguments (such as `name`).
     """
 
@@ -46,8 +49,13 @@ class RoutedModel(keras.Model):
                  hidden_units: Sequence[int] = defaults.HIDDEN_UNITS,
                  cross_layers: int = defaults.CROSS_LAYERS, instance_wise: bool = True,
                  bins: int = defaults.THRESHOLD_BINS,
-                 smoothing: int = defaults.THRESHOLD_SMOOTHING, **kwargs) -> None:
+                 smoothing: int = defaults.THRESHOLD_SMOOTHING,
+                 representation: str = defaults.REPRESENTATION, **kwargs) -> None:
         super().__init__(**kwargs)
+        if representation not in REPRESENTATIONS:
+            raise ValueError(f"RoutedModel: unknown representation {representation!r}; known: "
+                             f"{', '.join(REPRESENTATIONS)}")
+        self.representation = representation
         self.fields = list(fields)
         self.vocab_sizes = [int(v) for v in vocab_sizes]
         self.embedding_dim = int(embedding_dim)
@@ -89,7 +97,7 @@ class RoutedModel(keras.Model):
             search.fields, search.vocab_sizes, search.embedding_dim, plan.widths().tolist(),
             backbone or search.backbone_kind, hidden_units or search.hidden_units,
             search.cross_layers, search.gate.instance_wise, search.gate.bins,
-            search.gate.smoothing,
+            search.gate.smoothing, plan.representation,
         )
         model.embedding.set_weights(search.embedding.get_weights())
         model.gate.set_weights(search.gate.get_weights())
@@ -106,8 +114,8 @@ class RoutedModel(keras.Model):
             The cluster ids, int32 [B].
         """
         embedded = self.embedding(inputs)
-        mask, _ = self.gate(embedded)
-        return self.router(embedded * mask)
+        mask, p = self.gate(embedded)
+        return self.router(routing_points(self.representation, embedded, mask, p))
 
     def call(self, inputs):
         cluster = self.route(inputs)
@@ -119,6 +127,11 @@ class RoutedModel(keras.Model):
         ]
         probability = tf.dynamic_stitch(parts, scored)
         return {"probability": ops.reshape(probability, (-1,)), "cluster": cluster}
+
+    @classmethod
+    def from_config(cls, config):
+        # Models saved before the representation was a setting routed on E * m.
+        return cls(**{"representation": "masked_embedding", **config})
 
     def get_config(self):
         return {
@@ -133,4 +146,5 @@ class RoutedModel(keras.Model):
             "instance_wise": self.gate.instance_wise,
             "bins": self.gate.bins,
             "smoothing": self.gate.smoothing,
+            "representation": self.representation,
         }

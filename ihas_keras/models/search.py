@@ -10,6 +10,7 @@ from ihas_keras import defaults
 from ihas_keras.layers.backbone import Backbone
 from ihas_keras.layers.gate import BernoulliGate
 from ihas_keras.layers.regularizer import GateRegularizer, polarization
+from ihas_keras.layers.router import routing_points
 from ihas_keras.models.bilevel import BilevelModel
 from ihas_keras.models.recommender import dummy_batch, field_embeddings
 
@@ -101,25 +102,32 @@ class SearchModel(BilevelModel):
         prob, mask, p, _ = self.gated(inputs, training=training)
         return prob, {"mask": mask, "p": p}
 
-    def masked_embeddings(self, inputs: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
-        """The masked embeddings E * m and the deterministic masks m, for clustering.
+    def routing_points(self, inputs: dict[str, tf.Tensor],
+                       representation: str = defaults.REPRESENTATION
+                       ) -> tuple[tf.Tensor, tf.Tensor]:
+        """The points K-Means clusters, and the deterministic masks m.
 
         The gate is switched to "deterministic" for the call, then back to its mode.
 
         Args:
             inputs: {field: int64 ids [B]}.
+            representation: what is clustered (`layers.router.REPRESENTATIONS`): the gate
+                probabilities p, the masks m or the masked embeddings E * m.
 
         Returns:
-            (masked embeddings E * m [B, N*], masks m [B, N*]).
+            (the points [B, N*], the masks m [B, N*]).
+
+        Raises:
+            ValueError: REPRESENTATION is unknown.
         """
         embedded = self.embedding(inputs)
         mode = self.gate.mode
         self.gate.mode = "deterministic"
         try:
-            mask, _ = self.gate(embedded, training=False)
+            mask, p = self.gate(embedded, training=False)
         finally:
             self.gate.mode = mode
-        return embedded * mask, mask
+        return routing_points(representation, embedded, mask, p), mask
 
     def set_gate_mode(self, mode: str) -> None:
         """Switches the gate mode and drops the traced train/test/predict functions.

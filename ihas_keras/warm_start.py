@@ -1,0 +1,56 @@
+"""Warm starts: a cluster's recommender begins from the search model's kept columns."""
+
+import numpy as np
+import tensorflow as tf
+
+from ihas_keras.models.recommender import Recommender
+from ihas_keras.models.search import SearchModel
+
+
+def warm_start(recommender: Recommender, search: SearchModel, kept: np.ndarray) -> None:
+    """Copies into RECOMMENDER the weights of SEARCH that its kept dimensions use.
+
+    Each kept field's table gets the search table's kept columns (in order), a first-order
+    table is copied where both models have one, and, when both backbones are of the same kind
+    with the same hidden units (and no cross network), the backbone is copied with the first
+    layer's kernel reduced to the rows of the kept dimensions. Other weights keep their fresh
+    initialisation.
+
+    Args:
+        recommender: a recommender whose widths are KEPT's per-field counts.
+        search: the trained search model.
+        kept: booleans [N, embedding_dim], the cluster's kept dimensions of each field.
+
+    Raises:
+        ValueError: RECOMMENDER's widths are not KEPT's per-field counts.
+    """
+    kept = np.asarray(kept, bool)
+    if list(kept.sum(-1)) != recommender.widths:
+        raise ValueError(f"warm_start: the recommender's widths {recommender.widths} are not the "
+                         f"kept dimensions' counts {kept.sum(-1).tolist()}")
+    for i, field in enumerate(search.fields):
+        if field in recommender.embedding.tables:
+            table = search.embedding.tables[field]
+            recommender.embedding.tables[field].assign(
+                tf.gather(table, np.flatnonzero(kept[i]), axis=1))
+    if recommender.linear is not None and search.linear is not None:
+        for field, table in recommender.linear.tables.items():
+            table.assign(search.linear.tables[field])
+    _copy_backbone(recommender.backbone, search.backbone, np.flatnonzero(kept.reshape(-1)))
+
+
+def _copy_backbone(target, source, rows: np.ndarray) -> None:
+    """Copies SOURCE's backbone into TARGET, the first kernel reduced to ROWS, where they match."""
+    if (target.kind != source.kind or target.hidden_units != source.hidden_units
+            or target.cross is not None or source.cross is not None):
+        return
+    target.bias.assign(source.bias)
+    if target.mlp is None or source.mlp is None:
+        return
+    first = True
+    for to, of in zip(target.mlp.dense_layers, source.mlp.dense_layers, strict=True):
+        to.kernel.assign(tf.gather(of.kernel, rows, axis=0) if first else of.kernel)
+        to.bias.assign(of.bias)
+        first = False
+    head = source.head.kernel
+    target.head.kernel.assign(tf.gather(head, rows, axis=0) if first else head)
