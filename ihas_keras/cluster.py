@@ -1,4 +1,4 @@
-"""The cluster stage: the search model's routing points -> K-Means -> kept dimensions per cluster."""
+"""The cluster stage: routing points of the search model -> K-Means -> kept dimensions."""
 
 import dataclasses
 import json
