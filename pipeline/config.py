@@ -15,10 +15,22 @@ from typing import Any
 
 from ihas_keras import defaults
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _bool(name: str, value: str) -> bool:
+    """Boolean variable NAME's VALUE: 1/true/yes/on or 0/false/no/off, in any case."""
+    word = value.strip().lower()
+    if word not in _TRUE + _FALSE:
+        raise ValueError(f"{name}: expected one of {', '.join(_TRUE + _FALSE)}; got {value!r}")
+    return word in _TRUE
+
 
 def _env(name: str, default, kind=str):
     value = os.environ.get(name)
-    return default if value in (None, "") else kind(value)
+    if value in (None, ""):
+        return default
+    return _bool(name, value) if kind is bool else kind(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,19 +48,28 @@ class PipelineConfig:
             HOME/metadata.sqlite.
         serving_model_dir: where Pusher writes version folders for TF Serving; default
             HOME/serving_model.
-        seed: RawExampleGen's split seed, and the Search and Cluster seeds.
+        seed: RawExampleGen's split seed, and the Search, Cluster and Retrain seeds.
         max_bad_fraction: RawExampleGen's largest fraction of rejected rows.
         frequency_threshold: Transform's: values seen fewer times than this in split "train"
             (the analyzed data) get the "others" id.
         embedding_dim: Search's full embedding width of every field.
         backbone: Search's backbone.
-        pretrain_epochs: Search's epochs with the gates open.
-        search_epochs: Search's epochs of bi-level search.
-        gate_every: Search's training batches between two gate steps.
+        pretrain_epochs: Search's most epochs with the gates open (early stopping).
+        search_epochs: Search's most epochs of bi-level search (early stopping).
+        gate_every: Search's training batches between two gate steps; 0 (the default): by the
+            rule of the batches per epoch (`ihas_keras.schedule.gate_every`).
+        gate_learning_rate: Search's Adam learning rate of the gate steps.
         regularization_weight: Search's gate regularizer weight.
+        patience: epochs without a better validation AUC before a phase of Search, a
+            recommender of Retrain or the base model stops (the training rule).
         clusters: Cluster's K.
+        representation: what Cluster's K-Means clusters: "probability", "mask" or
+            "masked_embedding" (`ihas_keras.layers.router.REPRESENTATIONS`).
         retrain_epochs: Retrain's most epochs per recommender (early stopping).
-        batch_size: examples per batch in Search, Cluster and Retrain.
+        warm_start: Retrain's recommenders start from the search model's kept columns
+            (IHAS_WARM_START: 1/0, true/false, yes/no or on/off).
+        batch_size: examples per batch in Search, Cluster and Retrain; 0 (the default): by the
+            rule of split "train"'s rows (`ihas_keras.schedule.batch_size`).
         margin: Evaluate's margin: blessed when routed AUC >= base AUC - margin.
         beam_args: Beam pipeline options (IHAS_BEAM_ARGS, split as shell words).
     """
@@ -68,11 +89,15 @@ class PipelineConfig:
     backbone: str = defaults.BACKBONE
     pretrain_epochs: int = defaults.PRETRAIN_EPOCHS
     search_epochs: int = defaults.SEARCH_EPOCHS
-    gate_every: int = defaults.GATE_EVERY
+    gate_every: int = 0  # 0: by the rule of the batches per epoch
+    gate_learning_rate: float = defaults.GATE_LEARNING_RATE
     regularization_weight: float = defaults.REGULARIZATION_WEIGHT
+    patience: int = defaults.PATIENCE
     clusters: int = defaults.CLUSTERS
+    representation: str = defaults.REPRESENTATION
     retrain_epochs: int = defaults.RETRAIN_EPOCHS
-    batch_size: int = defaults.BATCH_SIZE
+    warm_start: bool = defaults.WARM_START
+    batch_size: int = 0  # 0: by the rule of the training rows
     margin: float = defaults.BLESSING_MARGIN  # blessed when routed AUC >= base AUC - margin
     beam_args: tuple = ("--direct_num_workers=2", "--direct_running_mode=multi_threading")
 
@@ -90,7 +115,8 @@ def from_env(**overrides: Any) -> PipelineConfig:
     """The configuration: defaults, then IHAS_* environment variables, then OVERRIDES.
 
     Each field is read from IHAS_ and its name in upper case (IHAS_DATA_ROOT for `data_root`),
-    converted to the type of its default; an empty variable keeps the default.
+    converted to the type of its default (a boolean from 1/0, true/false, yes/no or on/off); an
+    empty variable keeps the default.
 
     Args:
         **overrides: `PipelineConfig` fields, by name.

@@ -57,17 +57,20 @@ def create_components(config: PipelineConfig) -> list:
         examples=transformed, transform_graph=graph, embedding_dim=config.embedding_dim,
         backbone=config.backbone, pretrain_epochs=config.pretrain_epochs,
         epochs=config.search_epochs, gate_every=config.gate_every,
+        gate_learning_rate=config.gate_learning_rate, patience=config.patience,
         batch_size=config.batch_size, regularization_weight=config.regularization_weight,
         seed=config.seed, **data,
     )
     cluster = Cluster(
         examples=transformed, model=search.outputs["model"], num_clusters=config.clusters,
-        batch_size=config.batch_size, seed=config.seed, **data,
+        representation=config.representation, batch_size=config.batch_size, seed=config.seed,
+        **data,
     )
     retrain = Retrain(
         examples=transformed, transform_graph=graph, model=search.outputs["model"],
         cluster_plan=cluster.outputs["cluster_plan"], epochs=config.retrain_epochs,
-        batch_size=config.batch_size, **data,
+        patience=config.patience, batch_size=config.batch_size,
+        warm_start=config.warm_start, seed=config.seed, **data,
     )
     evaluate = Evaluate(
         examples=examples, model=retrain.outputs["model"], baseline=retrain.outputs["baseline"],

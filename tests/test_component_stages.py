@@ -32,6 +32,7 @@ from components.retrain.executor import Executor as RetrainExecutor
 from components.search import Search
 from components.search.executor import Executor as SearchExecutor
 from components.types import ClusterPlan, Quarantine
+from ihas_keras import defaults
 from ihas_keras.data import splits, synthesize
 from ihas_keras.data.ingest import ingest
 from ihas_keras.data.preprocess import SPLITS, raw_feature_spec
@@ -74,8 +75,14 @@ def upstream(tmp_path_factory):
     }
 
 
+# Small caps, one epoch a phase: the tests are about the plumbing. Batch size and gate cadence
+# by the rule (0): 256 for the ~3,200 training rows, a gate step after every batch.
 SEARCH_PROPS = {"embedding_dim": 4, "backbone": "dnn", "pretrain_epochs": 1, "epochs": 1,
-                "gate_every": 5, "batch_size": 256, "regularization_weight": 1e-4, "seed": 0}
+                "gate_every": 0, "gate_learning_rate": defaults.GATE_LEARNING_RATE,
+                "patience": 1, "batch_size": 0, "regularization_weight": 1e-4, "seed": 0}
+CLUSTER_PROPS = {"num_clusters": K, "representation": "probability", "batch_size": 0, "seed": 0}
+RETRAIN_PROPS = {"backbone": "", "epochs": 1, "patience": 1, "batch_size": 0, "warm_start": 1,
+                 "seed": 0}
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +99,7 @@ def searched(upstream, tmp_path_factory):
 def clustered(upstream, searched, tmp_path_factory):
     plan = artifact(ClusterPlan, tmp_path_factory.mktemp("cluster") / "plan")
     inputs = {"examples": [upstream["transformed"]], "model": searched["model"]}
-    props = {**upstream["props"], "num_clusters": K, "batch_size": 256, "seed": 0}
-    ClusterExecutor().Do(inputs, {"cluster_plan": [plan]}, props)
+    ClusterExecutor().Do(inputs, {"cluster_plan": [plan]}, {**upstream["props"], **CLUSTER_PROPS})
     return plan
 
 
@@ -104,8 +110,7 @@ def retrained(upstream, searched, clustered, tmp_path_factory):
                "baseline": [artifact(standard_artifacts.Model, root / "baseline")]}
     inputs = {"examples": [upstream["transformed"]], "transform_graph": [upstream["graph"]],
               "search_model": searched["model"], "cluster_plan": [clustered]}
-    props = {**upstream["props"], "backbone": "", "epochs": 1, "batch_size": 256}
-    RetrainExecutor().Do(inputs, outputs, props)
+    RetrainExecutor().Do(inputs, outputs, {**upstream["props"], **RETRAIN_PROPS})
     return outputs
 
 
@@ -153,6 +158,8 @@ def test_cluster_plan_covers_every_train_row(upstream, clustered):
     assert plan.num_clusters == K and plan.fields == list(KEPT)
     train_rows = count_rows(os.path.join(upstream["transformed"].uri, "Split-train"))
     assert int(plan.sizes.sum()) == train_rows > 2000
+    assert splits.count_records(upstream["transformed"].uri, "train") == train_rows
+    assert plan.representation == "probability"
     assert plan.widths().shape == (K, len(KEPT))
     assert os.path.getsize(os.path.join(clustered.uri, "widths.png")) > 1000
 
@@ -250,8 +257,22 @@ def test_missing_split_and_unknown_format_are_named(upstream, searched, tmp_path
         ClusterExecutor().Do(
             {"examples": [empty], "model": searched["model"]},
             {"cluster_plan": [artifact(ClusterPlan, tmp_path / "plan")]},
-            {**upstream["props"], "num_clusters": K, "batch_size": 256, "seed": 0},
+            {**upstream["props"], **CLUSTER_PROPS},
         )
+
+
+def test_cluster_names_the_allowed_representations(upstream, searched, tmp_path):
+    allowed = "unknown representation 'centroid'; allowed: probability, mask, masked_embedding"
+    with pytest.raises(ValueError, match=allowed):
+        ClusterExecutor().Do(
+            {"examples": [upstream["transformed"]], "model": searched["model"]},
+            {"cluster_plan": [artifact(ClusterPlan, tmp_path / "plan")]},
+            {**upstream["props"], **CLUSTER_PROPS, "representation": "centroid"},
+        )
+    with pytest.raises(ValueError, match=allowed):  # and when the pipeline is defined
+        Cluster(channel.Channel(type=standard_artifacts.Examples),
+                channel.Channel(type=standard_artifacts.Model),
+                format="criteo", representation="centroid")
 
 
 def test_components_declare_their_channels():
@@ -270,7 +291,16 @@ def test_components_declare_their_channels():
     assert set(retrain.outputs) == {"model", "baseline"}
     assert retrain.inputs["search_model"] is search.outputs["model"]
     assert evaluate_.outputs["blessing"].type is standard_artifacts.ModelBlessing
-    assert search.exec_properties["gate_every"] == 100 and retrain.exec_properties["backbone"] == ""
+    assert retrain.exec_properties["backbone"] == ""
+    # By the rule (0) unless given; the rest from ihas_keras.defaults.
+    assert search.exec_properties["gate_every"] == search.exec_properties["batch_size"] == 0
+    assert cluster.exec_properties["batch_size"] == retrain.exec_properties["batch_size"] == 0
+    assert search.exec_properties["gate_learning_rate"] == defaults.GATE_LEARNING_RATE
+    assert search.exec_properties["patience"] == retrain.exec_properties["patience"] \
+        == defaults.PATIENCE
+    assert cluster.exec_properties["representation"] == defaults.REPRESENTATION
+    assert retrain.exec_properties["warm_start"] == int(defaults.WARM_START)
+    assert retrain.exec_properties["seed"] == defaults.SPLIT_SEED
 
 
 def run_fresh(executor: str, inputs: dict, outputs: dict, props: dict) -> dict:
@@ -315,7 +345,7 @@ def test_every_executor_runs_alone_in_a_fresh_process(upstream, searched, cluste
     plan = {"cluster_plan": [artifact(ClusterPlan, tmp_path / "plan")]}
     run_fresh("components.cluster.executor",
               {"examples": [upstream["transformed"]], "model": searched["model"]}, plan,
-              {**upstream["props"], "num_clusters": K, "batch_size": 256, "seed": 0})
+              {**upstream["props"], **CLUSTER_PROPS})
     assert ihas_keras.ClusterPlan.load(os.path.join(plan["cluster_plan"][0].uri,
                                                     "plan.json")).num_clusters == K
 
@@ -324,7 +354,7 @@ def test_every_executor_runs_alone_in_a_fresh_process(upstream, searched, cluste
     run_fresh("components.retrain.executor",
               {"examples": [upstream["transformed"]], "transform_graph": [upstream["graph"]],
                "search_model": searched["model"], "cluster_plan": [clustered]},
-              models, {**upstream["props"], "backbone": "", "epochs": 1, "batch_size": 256})
+              models, {**upstream["props"], **RETRAIN_PROPS})
     for key in models:
         assert os.path.isfile(os.path.join(
             path_utils.serving_model_path(models[key][0].uri), "saved_model.pb"))
@@ -351,3 +381,30 @@ def test_a_saved_routed_model_loads_in_a_fresh_process(retrained):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-2:] == ["RoutedModel", str(K)]
+
+
+def test_retrain_with_one_cluster_serves_one_recommender(upstream, searched, tmp_path):
+    """K = 1: `retrain` gives a plain recommender of the searched widths, saved and exported in
+    the same layout; its serving export answers cluster 0."""
+    plan = artifact(ClusterPlan, tmp_path / "plan")
+    ClusterExecutor().Do({"examples": [upstream["transformed"]], "model": searched["model"]},
+                         {"cluster_plan": [plan]},
+                         {**upstream["props"], **CLUSTER_PROPS, "num_clusters": 1})
+    widths = ihas_keras.ClusterPlan.load(os.path.join(plan.uri, "plan.json")).widths()[0]
+    outputs = {"model": [artifact(standard_artifacts.Model, tmp_path / "model")],
+               "baseline": [artifact(standard_artifacts.Model, tmp_path / "baseline")]}
+    RetrainExecutor().Do(
+        {"examples": [upstream["transformed"]], "transform_graph": [upstream["graph"]],
+         "search_model": searched["model"], "cluster_plan": [plan]},
+        outputs, {**upstream["props"], **RETRAIN_PROPS, "warm_start": 0})
+    uri = outputs["model"][0].uri
+    model = keras.saving.load_model(os.path.join(uri, "routed.keras"))
+    assert type(model) is ihas_keras.Recommender and model.widths == widths.tolist()
+    serve = tf.saved_model.load(path_utils.serving_model_path(uri)).signatures["serving_default"]
+    serialized, raw = raw_test_rows(upstream, 50)
+    served = serve(examples=serialized)
+    np.testing.assert_array_equal(served["cluster"].numpy(), np.zeros(50, "int32"))
+    transformed = tft.TFTransformOutput(upstream["graph"].uri).transform_raw_features(raw)
+    np.testing.assert_allclose(served["probability"].numpy(),
+                               model({f: transformed[f] for f in KEPT}).numpy(),
+                               rtol=1e-5, atol=1e-6)

@@ -93,6 +93,22 @@ def test_numbers_come_from_the_serving_exports(data, report):
     assert np.bincount(clusters, minlength=2).tolist() == planned["test_sizes"]
 
 
+def test_a_new_variant_reuses_the_stored_search(data, report, monkeypatch):
+    """The search of seed 0 is kept beside the runs; a variant run later (ihas_2, here) loads it
+    instead of searching again, and gets the same gates."""
+    root, schema = data
+    kept = root / "out" / "runs" / "ihas" / "seed-0.search.keras"
+    assert kept.exists()
+    monkeypatch.setattr(runner.SeedRun, "_bilevel_fit",
+                        lambda self, model: pytest.fail("the search ran again"))
+    again = runner.run(str(root / "criteo.txt"), get_format("generic", schema),
+                       str(root / "out"), [0], ["ihas_2"], SETTINGS)
+    (planned,) = again["clusters"]["ihas_2"]
+    assert len(planned["test_sizes"]) == 1  # K = 1: one plain model
+    stored = ihas_keras.load_model(str(kept))
+    assert stored.gate.get_weights()[0].std() > 0
+
+
 def test_a_rerun_reads_finished_runs_and_refuses_other_settings(data, report, monkeypatch):
     root, schema = data
     fmt, out = get_format("generic", schema), str(root / "out")

@@ -17,6 +17,7 @@ class ClusterSpec(types.ComponentSpec):
         "format": ExecutionParameter(type=str),
         "schema": ExecutionParameter(type=str, optional=True),
         "num_clusters": ExecutionParameter(type=int),
+        "representation": ExecutionParameter(type=str),
         "batch_size": ExecutionParameter(type=int),
         "seed": ExecutionParameter(type=int),
     }
@@ -28,9 +29,11 @@ class ClusterSpec(types.ComponentSpec):
 
 
 class Cluster(base_component.BaseComponent):
-    """Mini-batch K-Means over the search model's masked embeddings of split "train".
+    """K-Means over the search model's routing points of split "train".
 
-    Outputs `cluster_plan` (`plan.json`, `ihas_keras.ClusterPlan`, and `widths.png`).
+    The points are each example's `representation` (`ihas_keras.fit_clusters`): K-Means is
+    fitted on a uniform sample of them, then every example is assigned. Outputs `cluster_plan`
+    (`plan.json`, `ihas_keras.ClusterPlan`, and `widths.png`).
 
     Args:
         examples: the transformed examples (Transform's `transformed_examples`).
@@ -38,8 +41,15 @@ class Cluster(base_component.BaseComponent):
         format: the raw format's name (`ihas_keras.data.get_format`).
         schema: the schema file, for format "generic".
         num_clusters: K, the number of clusters.
-        batch_size: examples per batch.
-        seed: the K-Means seed.
+        representation: what K-Means clusters, one of `ihas_keras.layers.router.REPRESENTATIONS`:
+            the gate probabilities ("probability"), the masks ("mask") or the masked embeddings
+            ("masked_embedding").
+        batch_size: examples per batch; 0: by the rule of split "train"'s rows
+            (`ihas_keras.schedule.batch_size`).
+        seed: the sample's and K-Means's seed.
+
+    Raises:
+        ValueError: REPRESENTATION is unknown.
     """
 
     SPEC_CLASS = ClusterSpec
@@ -47,10 +57,14 @@ class Cluster(base_component.BaseComponent):
 
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel, format: str,
                  schema: str | None = None, num_clusters: int = defaults.CLUSTERS,
-                 batch_size: int = defaults.BATCH_SIZE, seed: int = defaults.SPLIT_SEED) -> None:
+                 representation: str = defaults.REPRESENTATION, batch_size: int = 0,
+                 seed: int = defaults.SPLIT_SEED) -> None:
+        if isinstance(representation, str):  # a placeholder is checked by the executor
+            executor.check_representation(representation)
         spec = ClusterSpec(
             examples=examples, model=model, format=format, schema=schema,
-            num_clusters=num_clusters, batch_size=batch_size, seed=seed,
+            num_clusters=num_clusters, representation=representation, batch_size=batch_size,
+            seed=seed,
             cluster_plan=types.Channel(type=ClusterPlan),
         )
         super().__init__(spec=spec)

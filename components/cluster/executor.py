@@ -7,12 +7,31 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import Artifact, artifact_utils
 
 import ihas_keras
-from components.search.executor import MODEL_FILE
+from components.search.executor import MODEL_FILE, batch_size
 from ihas_keras.data import get_format, splits
+from ihas_keras.layers.router import REPRESENTATIONS
 from ihas_keras.plots import widths_heatmap
 
 PLAN_FILE = "plan.json"
 HEATMAP_FILE = "widths.png"
+
+
+def check_representation(representation: str) -> str:
+    """REPRESENTATION, if K-Means can cluster it.
+
+    Args:
+        representation: the component's `representation`.
+
+    Returns:
+        REPRESENTATION.
+
+    Raises:
+        ValueError: REPRESENTATION is not one of `ihas_keras.layers.router.REPRESENTATIONS`.
+    """
+    if representation not in REPRESENTATIONS:
+        raise ValueError(f"Cluster: unknown representation {representation!r}; allowed: "
+                         f"{', '.join(REPRESENTATIONS)}")
+    return representation
 
 
 class Executor(base_executor.BaseExecutor):
@@ -20,18 +39,26 @@ class Executor(base_executor.BaseExecutor):
 
     def Do(self, input_dict: dict[str, list[Artifact]],
            output_dict: dict[str, list[Artifact]], exec_properties: dict[str, Any]) -> None:
-        """Fits the clusters and writes the plan and its heatmap."""
+        """Fits the clusters and writes the plan and its heatmap.
+
+        A `batch_size` of 0 is the rule of split "train"'s rows.
+
+        Raises:
+            ValueError: the representation is unknown (before anything is read).
+        """
         self._log_startup(input_dict, output_dict, exec_properties)
+        representation = check_representation(exec_properties["representation"])
         fmt = get_format(exec_properties["format"], exec_properties.get("schema") or None)
         examples = artifact_utils.get_single_uri(input_dict["examples"])
         search_dir = artifact_utils.get_single_uri(input_dict["model"])
         plan_dir = artifact_utils.get_single_uri(output_dict["cluster_plan"])
         search = ihas_keras.load_model(os.path.join(search_dir, MODEL_FILE))
         train = splits.dataset(examples, "train", splits.transformed_spec(search.fields, fmt.label),
-                             fmt.label, exec_properties["batch_size"])
+                               fmt.label, batch_size(examples, exec_properties["batch_size"]))
 
         plan = ihas_keras.fit_clusters(search, train, exec_properties["num_clusters"],
-                                       exec_properties["seed"], progress=False)
+                                       exec_properties["seed"], progress=False,
+                                       representation=representation)
         plan.save(os.path.join(plan_dir, PLAN_FILE))
         widths_heatmap(plan.widths(), plan.fields, os.path.join(plan_dir, HEATMAP_FILE),
                        sizes=plan.sizes)

@@ -22,7 +22,10 @@ class RetrainSpec(types.ComponentSpec):
         "schema": ExecutionParameter(type=str, optional=True),
         "backbone": ExecutionParameter(type=str, optional=True),
         "epochs": ExecutionParameter(type=int),
+        "patience": ExecutionParameter(type=int),
         "batch_size": ExecutionParameter(type=int),
+        "warm_start": ExecutionParameter(type=int),  # 0 or 1, as TFX's own components do
+        "seed": ExecutionParameter(type=int),
     }
     INPUTS = {
         "examples": ChannelParameter(type=standard_artifacts.Examples),
@@ -39,9 +42,12 @@ class RetrainSpec(types.ComponentSpec):
 class Retrain(base_component.BaseComponent):
     """Retrains each cluster's recommender on split "train" (early stopping on "eval").
 
-    Also trains a plain recommender (every width = embedding_dim) on the same data. Outputs
-    `model` (`routed.keras` and the serving SavedModel in `Format-Serving/`, which Pusher pushes)
-    and `baseline` (`baseline.keras` and its SavedModel, same layout).
+    With a plan of K >= 2 clusters the model is the routed model; with K = 1 it is one plain
+    recommender with the searched widths (no gate, no router; it serves cluster 0). Also trains
+    a plain recommender (every width = embedding_dim) on the same data, by the same rule.
+    Outputs `model` (`routed.keras`, whichever the model is, and the serving SavedModel in
+    `Format-Serving/`, which Pusher pushes) and `baseline` (`baseline.keras` and its SavedModel,
+    same layout).
 
     Args:
         examples: the transformed examples (Transform's `transformed_examples`).
@@ -52,7 +58,12 @@ class Retrain(base_component.BaseComponent):
         schema: the schema file, for format "generic".
         backbone: the recommenders' backbone; "" keeps the search's.
         epochs: the most epochs of each recommender and of the plain one (early stopping).
-        batch_size: examples per batch.
+        patience: epochs without a better "eval" AUC before a recommender stops.
+        batch_size: examples per batch; 0: by the rule of split "train"'s rows
+            (`ihas_keras.schedule.batch_size`).
+        warm_start: start each recommender from the search model's kept embedding columns and
+            backbone (`ihas_keras.retrain`'s `warm`); False (0) trains them from scratch.
+        seed: seeds the training shuffle and the recommenders' initialisation.
     """
 
     SPEC_CLASS = RetrainSpec
@@ -61,12 +72,14 @@ class Retrain(base_component.BaseComponent):
     def __init__(self, examples: types.BaseChannel, transform_graph: types.BaseChannel,
                  model: types.BaseChannel, cluster_plan: types.BaseChannel, format: str,
                  schema: str | None = None, backbone: str = "",
-                 epochs: int = defaults.RETRAIN_EPOCHS,
-                 batch_size: int = defaults.BATCH_SIZE) -> None:
+                 epochs: int = defaults.RETRAIN_EPOCHS, patience: int = defaults.PATIENCE,
+                 batch_size: int = 0, warm_start: bool | int = defaults.WARM_START,
+                 seed: int = defaults.SPLIT_SEED) -> None:
         spec = RetrainSpec(
             examples=examples, transform_graph=transform_graph, search_model=model,
             cluster_plan=cluster_plan, format=format, schema=schema, backbone=backbone,
-            epochs=epochs, batch_size=batch_size,
+            epochs=epochs, patience=patience, batch_size=batch_size,
+            warm_start=int(warm_start), seed=seed,
             model=types.Channel(type=standard_artifacts.Model),
             baseline=types.Channel(type=standard_artifacts.Model),
         )

@@ -1,8 +1,10 @@
 """The Retrain executor: `ihas_keras.retrain`, a base model, and both serving exports."""
 
+import logging
 import os
 from typing import Any
 
+import keras
 import tensorflow_transform as tft
 from tfx.dsl.components.base import base_executor
 from tfx.types import Artifact, artifact_utils
@@ -10,7 +12,7 @@ from tfx.utils import path_utils
 
 import ihas_keras
 from components.cluster.executor import PLAN_FILE
-from components.search.executor import MODEL_FILE
+from components.search.executor import MODEL_FILE, batch_size
 from ihas_keras.data import get_format, splits
 from ihas_keras.export.saved_model import export_serving_model
 from ihas_keras.retraining import base_recommender, fit_recommender, retrain
@@ -20,35 +22,48 @@ BASELINE_FILE = "baseline.keras"
 
 
 class Executor(base_executor.BaseExecutor):
-    """Writes the routed model, the base model and their serving SavedModels.
+    """Writes the retrained model, the base model and their serving SavedModels.
 
     They are `{model.uri}/routed.keras`, `{baseline.uri}/baseline.keras`, and each one's serving
-    SavedModel at `path_utils.serving_model_path(uri)`.
+    SavedModel at `path_utils.serving_model_path(uri)`. With a plan of K >= 2 clusters
+    `routed.keras` holds the routed model; with K = 1 it holds a plain recommender with the
+    searched widths (no gate, no router), whose serving export answers cluster 0.
     """
 
     def Do(self, input_dict: dict[str, list[Artifact]],
            output_dict: dict[str, list[Artifact]], exec_properties: dict[str, Any]) -> None:
-        """Retrains the routed model and the base model, saves and exports both."""
+        """Retrains the model of the plan and the base model, saves and exports both.
+
+        A `batch_size` of 0 is the rule of split "train"'s rows. `seed` seeds the training
+        shuffle and, before each is made, the recommenders' and the base model's initialisation.
+        """
         self._log_startup(input_dict, output_dict, exec_properties)
         fmt = get_format(exec_properties["format"], exec_properties.get("schema") or None)
         examples = artifact_utils.get_single_uri(input_dict["examples"])
         graph = artifact_utils.get_single_uri(input_dict["transform_graph"])
         search_dir = artifact_utils.get_single_uri(input_dict["search_model"])
         plan_dir = artifact_utils.get_single_uri(input_dict["cluster_plan"])
-        batch_size, epochs = exec_properties["batch_size"], exec_properties["epochs"]
+        batch = batch_size(examples, exec_properties["batch_size"])
+        epochs, patience = exec_properties["epochs"], exec_properties["patience"]
+        seed = exec_properties["seed"]
         spec = tft.TFTransformOutput(graph).transformed_feature_spec()
-        train = splits.dataset(examples, "train", spec, fmt.label, batch_size, shuffle=True)
-        validation = splits.dataset(examples, "eval", spec, fmt.label, batch_size)
+        train = splits.dataset(examples, "train", spec, fmt.label, batch, shuffle=True,
+                               seed=seed)
+        validation = splits.dataset(examples, "eval", spec, fmt.label, batch)
         search = ihas_keras.load_model(os.path.join(search_dir, MODEL_FILE))
         plan = ihas_keras.ClusterPlan.load(os.path.join(plan_dir, PLAN_FILE))
         backbone = exec_properties.get("backbone") or search.backbone_kind
 
-        routed = retrain(search, plan, train, validation, backbone, epochs, batch_size,
-                         verbose=2)
+        model = retrain(search, plan, train, validation, backbone, epochs, batch, patience,
+                        verbose=2, warm=bool(exec_properties["warm_start"]), seed=seed)
+        logging.info("Retrain: K = %d, %s", plan.num_clusters,
+                     "a routed model" if plan.num_clusters > 1 else
+                     f"one recommender of widths {plan.widths()[0].tolist()}")
+        keras.utils.set_random_seed(seed)  # the base model's start does not depend on the above
         baseline = fit_recommender(base_recommender(search, backbone), train, validation,
-                                   epochs, verbose=2)
-        for key, model, name in (("model", routed, ROUTED_FILE),
-                                 ("baseline", baseline, BASELINE_FILE)):
+                                   epochs, patience, verbose=2)
+        for key, trained, name in (("model", model, ROUTED_FILE),
+                                   ("baseline", baseline, BASELINE_FILE)):
             uri = artifact_utils.get_single_uri(output_dict[key])
-            model.save(os.path.join(uri, name))
-            export_serving_model(model, graph, fmt, path_utils.serving_model_path(uri))
+            trained.save(os.path.join(uri, name))
+            export_serving_model(trained, graph, fmt, path_utils.serving_model_path(uri))

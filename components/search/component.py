@@ -20,6 +20,8 @@ class SearchSpec(types.ComponentSpec):
         "pretrain_epochs": ExecutionParameter(type=int),
         "epochs": ExecutionParameter(type=int),
         "gate_every": ExecutionParameter(type=int),
+        "gate_learning_rate": ExecutionParameter(type=float),
+        "patience": ExecutionParameter(type=int),
         "batch_size": ExecutionParameter(type=int),
         "regularization_weight": ExecutionParameter(type=float),
         "seed": ExecutionParameter(type=int),
@@ -35,10 +37,12 @@ class SearchSpec(types.ComponentSpec):
 
 
 class Search(base_component.BaseComponent):
-    """Pretrains with open gates, then bi-level search.
+    """Pretrains with open gates, then bi-level search, each phase to early stop.
 
-    Base steps run on split "train", gate steps on split "eval". Outputs `model` (`search.keras`
-    and `gate_histogram.png`) and `model_run` (TensorBoard logs).
+    Base steps run on split "train", gate steps on split "eval". Each phase stops once the
+    validation AUC has not improved for `patience` epochs (`ihas_keras.search`); the epochs are
+    caps. Outputs `model` (`search.keras` and `gate_histogram.png`) and `model_run`
+    (TensorBoard logs).
 
     Args:
         examples: the transformed examples (Transform's `transformed_examples`).
@@ -47,10 +51,14 @@ class Search(base_component.BaseComponent):
         schema: the schema file, for format "generic".
         embedding_dim: the full width of every field's embedding.
         backbone: "dnn", "fm", "wide_deep", "deepfm" or "dcn_v2".
-        pretrain_epochs: epochs over "train" with the gates open.
-        epochs: epochs of bi-level search.
-        gate_every: training batches between two gate steps (one "eval" batch each).
-        batch_size: examples per batch.
+        pretrain_epochs: the most epochs over "train" with the gates open; 0 for none.
+        epochs: the most epochs of bi-level search.
+        gate_every: training batches between two gate steps (one "eval" batch each); 0: by the
+            rule of the batches per epoch (`ihas_keras.schedule.gate_every`).
+        gate_learning_rate: the Adam learning rate of the gate (architecture) steps.
+        patience: epochs without a better validation AUC before a phase stops.
+        batch_size: examples per batch; 0: by the rule of split "train"'s rows
+            (`ihas_keras.schedule.batch_size`).
         regularization_weight: the gate regularizer's weight in the gate loss.
         seed: seeds the training shuffle, Keras and the gate noise.
     """
@@ -62,14 +70,17 @@ class Search(base_component.BaseComponent):
                  format: str, schema: str | None = None,
                  embedding_dim: int = defaults.EMBEDDING_DIM, backbone: str = defaults.BACKBONE,
                  pretrain_epochs: int = defaults.PRETRAIN_EPOCHS,
-                 epochs: int = defaults.SEARCH_EPOCHS, gate_every: int = defaults.GATE_EVERY,
-                 batch_size: int = defaults.BATCH_SIZE,
+                 epochs: int = defaults.SEARCH_EPOCHS, gate_every: int = 0,
+                 gate_learning_rate: float = defaults.GATE_LEARNING_RATE,
+                 patience: int = defaults.PATIENCE, batch_size: int = 0,
                  regularization_weight: float = defaults.REGULARIZATION_WEIGHT,
                  seed: int = defaults.SPLIT_SEED) -> None:
         spec = SearchSpec(
             examples=examples, transform_graph=transform_graph, format=format, schema=schema,
             embedding_dim=embedding_dim, backbone=backbone, pretrain_epochs=pretrain_epochs,
-            epochs=epochs, gate_every=gate_every, batch_size=batch_size,
+            epochs=epochs, gate_every=gate_every,
+            gate_learning_rate=float(gate_learning_rate), patience=patience,
+            batch_size=batch_size,
             regularization_weight=float(regularization_weight), seed=seed,
             model=types.Channel(type=standard_artifacts.Model),
             model_run=types.Channel(type=standard_artifacts.ModelRun),

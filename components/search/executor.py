@@ -1,5 +1,6 @@
 """The Search executor: `ihas_keras.search` over the Transform component's splits."""
 
+import logging
 import os
 from typing import Any
 
@@ -12,6 +13,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import Artifact, artifact_utils
 
 import ihas_keras
+from ihas_keras import schedule
 from ihas_keras.data import get_format, splits
 from ihas_keras.data.transform import vocabulary_sizes
 from ihas_keras.plots import gate_histograms
@@ -23,6 +25,33 @@ SCALAR = summary_pb2.SummaryMetadata(
     plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
     data_class=summary_pb2.DATA_CLASS_SCALAR,
 ).SerializeToString()
+
+
+def batch_size(examples: str, requested: int) -> int:
+    """The batch size of a stage: REQUESTED, or by the rule of split "train"'s rows when 0.
+
+    The rule is `ihas_keras.schedule.batch_size` of the records of EXAMPLES's split "train"
+    (`splits.count_records`, one pass over its files).
+
+    Args:
+        examples: the (transformed) Examples artifact's URI.
+        requested: the component's `batch_size`; 0 for the rule.
+
+    Returns:
+        The batch size.
+
+    Raises:
+        ValueError: REQUESTED is negative.
+        BadInputError: the rule is asked for and split "train" has no files.
+    """
+    if requested < 0:
+        raise ValueError(f"batch_size must be positive, or 0 for the rule; got {requested}")
+    if requested:
+        return requested
+    rows = splits.count_records(examples, "train")
+    size = schedule.batch_size(rows)
+    logging.info("batch size %d, by the rule of %d training rows", size, rows)
+    return size
 
 
 class EpochSummaries(keras.callbacks.Callback):
@@ -60,29 +89,35 @@ class Executor(base_executor.BaseExecutor):
 
     def Do(self, input_dict: dict[str, list[Artifact]],
            output_dict: dict[str, list[Artifact]], exec_properties: dict[str, Any]) -> None:
-        """Builds and searches the model, saves it and plots its gate probabilities on "eval"."""
+        """Builds and searches the model, saves it and plots its gate probabilities on "eval".
+
+        A `batch_size` of 0 is the rule of split "train"'s rows (`batch_size`), a `gate_every`
+        of 0 the rule of the batches per epoch (`ihas_keras.search`'s None).
+        """
         self._log_startup(input_dict, output_dict, exec_properties)
         fmt = get_format(exec_properties["format"], exec_properties.get("schema") or None)
         examples = artifact_utils.get_single_uri(input_dict["examples"])
         graph = artifact_utils.get_single_uri(input_dict["transform_graph"])
         model_dir = artifact_utils.get_single_uri(output_dict["model"])
         logs = artifact_utils.get_single_uri(output_dict["model_run"])
-        batch_size = exec_properties["batch_size"]
+        batch = batch_size(examples, exec_properties["batch_size"])
         spec = tft.TFTransformOutput(graph).transformed_feature_spec()
-        train = splits.dataset(examples, "train", spec, fmt.label, batch_size, shuffle=True,
+        train = splits.dataset(examples, "train", spec, fmt.label, batch, shuffle=True,
                                seed=exec_properties["seed"])
-        validation = splits.dataset(examples, "eval", spec, fmt.label, batch_size)
+        validation = splits.dataset(examples, "eval", spec, fmt.label, batch)
 
         keras.utils.set_random_seed(exec_properties["seed"])
         model = ihas_keras.build_model(
             vocabulary_sizes(graph, fmt), exec_properties["embedding_dim"],
             exec_properties["backbone"], seed=exec_properties["seed"],
-            regularization_weight=exec_properties["regularization_weight"],
+            regularization_weight=exec_properties["regularization_weight"], compile=False,
         )
+        model.compile(architecture_optimizer=keras.optimizers.Adam(
+            exec_properties["gate_learning_rate"]))
         ihas_keras.search(
             model, train, validation, exec_properties["pretrain_epochs"],
-            exec_properties["epochs"], exec_properties["gate_every"],
-            callbacks=[EpochSummaries(logs)], verbose=2,
+            exec_properties["epochs"], exec_properties["gate_every"] or None,
+            callbacks=[EpochSummaries(logs)], verbose=2, patience=exec_properties["patience"],
         )
         model.save(os.path.join(model_dir, MODEL_FILE))
         probabilities = [model.gated(x)[2].numpy() for x, _ in validation.take(HISTOGRAM_BATCHES)]

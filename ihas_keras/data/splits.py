@@ -103,6 +103,28 @@ def records(root: str, split: str, batch_size: int) -> tf.data.Dataset:
         batch_size)
 
 
+def count_records(folder: str, split: str) -> int:
+    """The number of records in SPLIT's files under FOLDER, read but not parsed.
+
+    One pass over the split's gzipped TFRecord files (`split_files`; decompressed, not parsed
+    as tf.Examples), for example to choose the batch size by the training rows
+    (`schedule.batch_size`).
+
+    Args:
+        folder: the folder holding the splits (an Examples artifact's URI).
+        split: the split's name, such as "train".
+
+    Returns:
+        The split's record count.
+
+    Raises:
+        BadInputError: the split folder is missing or holds no files.
+    """
+    batches = records(folder, split, 65_536)  # counted a batch at a time, not a record
+    return int(batches.reduce(tf.constant(0, tf.int64),
+                              lambda count, batch: count + tf.size(batch, tf.int64)))
+
+
 def transformed_spec(fields, label: str) -> dict:
     """The transformed tf.Example layout: one int64 id per field, and the 0/1 label.
 
