@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ihas_keras import defaults
 from ihas_keras.data import synthesize
 from pipeline import config as pipeline_config
 from pipeline import kubeflow_v2_runner, local_runner
@@ -23,6 +24,7 @@ from serving.server import ModelServer
 from tests.planted import criteo5_schema
 from tests.test_data_parse import CRITEO_ROW
 
+ROWS = 10_000
 BAD_ROWS = ["1\t2\tshort row", "7" + CRITEO_ROW[1:], ""]  # column count, bad label, empty line
 
 
@@ -30,10 +32,8 @@ def make_config(home, **overrides):
     schema = home / "criteo5.yaml"
     if not schema.exists():
         criteo5_schema(schema)
-    settings = dict(
+    settings = dict(  # the default training rule, margin and schedule: only the width is small
         home=str(home), format="generic", schema=str(schema), embedding_dim=4,
-        pretrain_epochs=1, search_epochs=1, retrain_epochs=1, batch_size=256, gate_every=5,
-        margin=1.0,  # bless whatever the tiny run gives: this test is about the plumbing
         max_bad_fraction=0.01,
     )
     return pipeline_config.from_env(**{**settings, **overrides})
@@ -43,7 +43,7 @@ def make_config(home, **overrides):
 def run(tmp_path_factory):
     home = tmp_path_factory.mktemp("pipeline")
     (home / "data").mkdir()
-    synthesize(str(home / "criteo.txt"), rows=3000, format="criteo", segments=2, seed=1)
+    synthesize(str(home / "criteo.txt"), rows=ROWS, format="criteo", segments=2, seed=1)
     with open(home / "criteo.txt", "a") as f:
         f.write("\n".join(BAD_ROWS) + "\n")
     shutil.move(home / "criteo.txt", home / "data" / "criteo.txt")  # side files stay out
@@ -99,18 +99,22 @@ def test_pushed_model_serves_over_grpc(run):
 def test_bad_rows_end_in_the_quarantine_artifact(run):
     quarantine = artifact_dirs(run, "RawExampleGen", "quarantine")[0]
     counts = json.load(open(os.path.join(quarantine, "counts.json")))
-    assert counts["rows_read"] == counts["rows_accepted"] + counts["rows_quarantined"] == 3003
+    assert counts["rows_read"] == counts["rows_accepted"] + counts["rows_quarantined"] == ROWS + 3
     with open(os.path.join(quarantine, "quarantine.jsonl")) as f:
         records = sorted((r["line"], r["reason"]) for r in map(json.loads, f))
-    assert records == [(3001, "column_count"), (3002, "bad_label"), (3003, "empty_line")]
+    assert records == [(ROWS + 1, "column_count"), (ROWS + 2, "bad_label"),
+                       (ROWS + 3, "empty_line")]
 
 
-def test_evaluation_compares_with_the_base_model(run):
+def test_planted_data_is_blessed_and_pushed_at_the_default_margin(run):
     blessing = artifact_dirs(run, "Evaluate", "blessing")[0]
     metrics = json.load(open(os.path.join(blessing, "metrics.json")))
     for name in ("model", "baseline"):
-        assert 0 <= metrics[name]["auc"] <= 1 and np.isfinite(metrics[name]["logloss"])
+        assert 0.5 < metrics[name]["auc"] <= 1 and np.isfinite(metrics[name]["logloss"])
+    assert metrics["margin"] == defaults.BLESSING_MARGIN
+    assert metrics["model"]["auc"] >= metrics["baseline"]["auc"] - defaults.BLESSING_MARGIN
     assert os.path.exists(os.path.join(blessing, "BLESSED")) and metrics["blessed"]
+    assert len(glob.glob(os.path.join(run.serving_model_dir, "*", "saved_model.pb"))) == 1
 
 
 def test_second_run_reuses_cached_components(run):
