@@ -248,7 +248,7 @@ def run(data: str, fmt: TableFormat, out: str, seeds: list[int], variants: list[
     figures = []
     store = RunStore(out, s, paths)
     for seed in seeds:
-        seed_run = SeedRun(sizes, train, validation, s, seed, store.search_path)
+        seed_run = SeedRun(sizes, train, validation, s, seed, store)
         for name in variants:
             result, how = store.get(name, seed), " (stored)"
             if result is None:

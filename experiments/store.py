@@ -8,11 +8,17 @@ import dataclasses
 import json
 import os
 
+import keras
+
+import ihas_keras
 from experiments.variants import Settings
 from ihas_keras.errors import BadInputError
 
 # Settings that change no number in a run's result.
 _COSMETIC = ("progress", "verbose")
+# The settings a search model depends on: a kept search is reused only when they match.
+_SEARCH_SETTINGS = ("embedding_dim", "batch_size", "pretrain_epochs", "search_epochs",
+                    "gate_every", "patience", "regularization_weight", "gate_learning_rate")
 # How a run is evaluated: runs evaluated otherwise (earlier versions) are not mixed in.
 EVALUATION = "serving export"
 
@@ -59,17 +65,55 @@ class RunStore:
         """
         return os.path.join(self.root, variant, f"seed-{seed}", "1")
 
-    def search_path(self, kind: str, seed: int) -> str:
-        """Where the search model of KIND on SEED is kept, for the variants that share it.
+    def _search_made_with(self) -> dict:
+        settings = {k: self.made_with["settings"][k] for k in _SEARCH_SETTINGS}
+        return {"settings": settings, "paths": self.made_with["paths"]}
+
+    def load_search(self, kind: str, seed: int) -> keras.Model | None:
+        """The kept search model of KIND on SEED (OUT/runs/KIND/seed-SEED.search.keras), or None.
 
         Args:
             kind: the search's kind ("ihas", "ihas_3", "ihas_4").
             seed: the seed.
 
         Returns:
-            OUT/runs/KIND/seed-SEED.search.keras.
+            The search model, not compiled; None when none is kept.
+
+        Raises:
+            BadInputError: it was made with other search settings or data, or is unreadable.
         """
-        return os.path.join(self.root, kind, f"seed-{seed}.search.keras")
+        path = os.path.join(self.root, kind, f"seed-{seed}.search")
+        if not os.path.exists(path + ".keras"):
+            return None
+        try:
+            with open(path + ".json") as f:
+                made_with = json.load(f)["made_with"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise BadInputError(f"{path}.json: not a kept search ({e}); delete "
+                                f"{path}.keras to search again") from None
+        if made_with != self._search_made_with():
+            differ = sorted(k for k in _SEARCH_SETTINGS
+                            if made_with["settings"].get(k) != self.made_with["settings"][k])
+            what = f"settings ({', '.join(differ)})" if differ else "data files"
+            raise BadInputError(f"{path}.keras: searched with other {what}; use another --out "
+                                f"or delete it")
+        return ihas_keras.load_model(path + ".keras")
+
+    def save_search(self, kind: str, seed: int, model: keras.Model) -> None:
+        """Keeps the search model of KIND on SEED, atomically, with the settings it was made with.
+
+        Args:
+            kind: the search's kind.
+            seed: the seed.
+            model: the searched model.
+        """
+        path = os.path.join(self.root, kind, f"seed-{seed}.search")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".json.tmp", "w") as f:
+            json.dump({"made_with": self._search_made_with()}, f, indent=1)
+        model.save(path + ".tmp.keras")
+        os.replace(path + ".json.tmp", path + ".json")
+        os.replace(path + ".tmp.keras", path + ".keras")
 
     def get(self, variant: str, seed: int, part: str = "") -> dict | None:
         """The stored result of VARIANT on SEED (or its PART, such as "gates"), or None.

@@ -6,7 +6,6 @@ Names: `base`, `adafs_soft`, `adafs_hard`, `autofield`, `ihas` (RQ1); `ihas_1`..
 """
 
 import dataclasses
-import os
 from collections.abc import Iterable
 
 import keras
@@ -228,9 +227,9 @@ class SeedRun:
         validation: the eval split's (features, label) batches.
         settings: how the variants are trained.
         seed: the seed.
-        keep: the search model file of a kind ("ihas", ...), `RunStore.search_path`: a search
-            found there is loaded instead of trained again, and a trained one is saved there;
-            None keeps searches in memory only.
+        keep: where searches are kept (a `RunStore`: its `load_search` and `save_search`): a
+            kept search is loaded instead of trained again, and a trained one is kept; None
+            keeps searches in memory only.
     """
 
     def __init__(self, sizes: dict, train: tf.data.Dataset, validation: tf.data.Dataset,
@@ -262,12 +261,12 @@ class SeedRun:
             The searched model.
         """
         key = search_kind(kind)
-        path = self.keep and self.keep(key, self.seed)
-        if key not in self._searches and path and os.path.exists(path):
-            model = ihas_keras.load_model(path)
-            model.compile(architecture_optimizer=keras.optimizers.Adam(
+        kept = None if self.keep is None or key in self._searches else \
+            self.keep.load_search(key, self.seed)
+        if kept is not None:
+            kept.compile(architecture_optimizer=keras.optimizers.Adam(
                 self.settings.gate_learning_rate))
-            self._searches[key] = model
+            self._searches[key] = kept
         if key not in self._searches:
             s = self.settings
             keras.utils.set_random_seed(self.seed)
@@ -275,10 +274,8 @@ class SeedRun:
                 self.sizes, s.embedding_dim, regularization_weight=s.regularization_weight,
                 seed=self.seed, compile=False, **_SEARCH_OPTIONS.get(key, {}))
             self._searches[key] = self._bilevel_fit(model)
-            if path:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                model.save(path[:-len(".keras")] + ".tmp.keras")
-                os.replace(path[:-len(".keras")] + ".tmp.keras", path)
+            if self.keep is not None:
+                self.keep.save_search(key, self.seed, model)
         return self._searches[key]
 
     def plan(self, kind: str, clusters: int) -> ClusterPlan:

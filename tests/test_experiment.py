@@ -107,6 +107,11 @@ def test_a_new_variant_reuses_the_stored_search(data, report, monkeypatch):
     assert len(planned["test_sizes"]) == 1  # K = 1: one plain model
     stored = ihas_keras.load_model(str(kept))
     assert stored.gate.get_weights()[0].std() > 0
+    other = root / "other-settings"  # the same runs folder, run with another gate learning rate
+    shutil.copytree(root / "out" / "runs", other / "runs")
+    with pytest.raises(BadInputError, match=r"searched with other settings \(gate_learning_rate\)"):
+        runner.run(str(root / "criteo.txt"), get_format("generic", schema), str(other), [0],
+                   ["ihas_1"], dataclasses.replace(SETTINGS, gate_learning_rate=3e-2))
 
 
 def test_a_rerun_reads_finished_runs_and_refuses_other_settings(data, report, monkeypatch):
