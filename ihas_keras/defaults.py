@@ -48,8 +48,9 @@ THRESHOLD_SMOOTHING = 5
 # Clustering and retraining.
 CLUSTERS = 2
 CLUSTER_CANDIDATES = (1, 2, 3, 4)  # the K tried by clusters "auto", chosen by validation AUC
-# What K-Means clusters: the paper's masked embeddings E * m (measured best: 1M planted rows,
-# benchmarks/README "issue 15"; "probability" and "mask" are the alternatives).
+# What K-Means clusters: the paper's masked embeddings E * m, whose clusters follow planted
+# segments best (ARI, 1M rows; benchmarks/README "Issue 15"); "probability" (higher routed AUC
+# on 10k Criteo rows, a tie at 1M) and "mask" are the alternatives.
 REPRESENTATION = "masked_embedding"
 CLUSTER_SAMPLE = 50_000  # examples K-Means is fitted on (a uniform sample of the stream)
 KMEANS_RESTARTS = 10  # K-Means initialisations; the best (lowest inertia) is kept
