@@ -9,7 +9,7 @@ from sklearn.cluster import KMeans
 from tqdm import tqdm
 
 from ihas_keras import defaults
-from ihas_keras.layers.router import REPRESENTATIONS
+from ihas_keras.layers.router import check_representation
 from ihas_keras.models.search import SearchModel
 
 
@@ -157,9 +157,7 @@ def fit_clusters(model: SearchModel, dataset: tf.data.Dataset,
         ValueError: REPRESENTATION is unknown, NUM_CLUSTERS < 1, or DATASET has fewer than
             NUM_CLUSTERS examples.
     """
-    if representation not in REPRESENTATIONS:
-        raise ValueError(f"fit_clusters: unknown representation {representation!r}; known: "
-                         f"{', '.join(REPRESENTATIONS)}")
+    check_representation(representation, "fit_clusters")
     if num_clusters < 1:
         raise ValueError(f"fit_clusters: num_clusters must be at least 1, got {num_clusters}")
     points = uniform_sample(

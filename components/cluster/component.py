@@ -8,6 +8,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from components.cluster import executor
 from components.types import ClusterPlan
 from ihas_keras import defaults
+from ihas_keras.layers.router import check_representation
 
 
 class ClusterSpec(types.ComponentSpec):
@@ -60,7 +61,7 @@ class Cluster(base_component.BaseComponent):
                  representation: str = defaults.REPRESENTATION, batch_size: int = 0,
                  seed: int = defaults.SPLIT_SEED) -> None:
         if isinstance(representation, str):  # a placeholder is checked by the executor
-            executor.check_representation(representation)
+            check_representation(representation, "Cluster")
         spec = ClusterSpec(
             examples=examples, model=model, format=format, schema=schema,
             num_clusters=num_clusters, representation=representation, batch_size=batch_size,

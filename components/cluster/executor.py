@@ -9,29 +9,11 @@ from tfx.types import Artifact, artifact_utils
 import ihas_keras
 from components.search.executor import MODEL_FILE, batch_size
 from ihas_keras.data import get_format, splits
-from ihas_keras.layers.router import REPRESENTATIONS
+from ihas_keras.layers.router import check_representation
 from ihas_keras.plots import widths_heatmap
 
 PLAN_FILE = "plan.json"
 HEATMAP_FILE = "widths.png"
-
-
-def check_representation(representation: str) -> str:
-    """REPRESENTATION, if K-Means can cluster it.
-
-    Args:
-        representation: the component's `representation`.
-
-    Returns:
-        REPRESENTATION.
-
-    Raises:
-        ValueError: REPRESENTATION is not one of `ihas_keras.layers.router.REPRESENTATIONS`.
-    """
-    if representation not in REPRESENTATIONS:
-        raise ValueError(f"Cluster: unknown representation {representation!r}; allowed: "
-                         f"{', '.join(REPRESENTATIONS)}")
-    return representation
 
 
 class Executor(base_executor.BaseExecutor):
@@ -47,7 +29,7 @@ class Executor(base_executor.BaseExecutor):
             ValueError: the representation is unknown (before anything is read).
         """
         self._log_startup(input_dict, output_dict, exec_properties)
-        representation = check_representation(exec_properties["representation"])
+        representation = check_representation(exec_properties["representation"], "Cluster")
         fmt = get_format(exec_properties["format"], exec_properties.get("schema") or None)
         examples = artifact_utils.get_single_uri(input_dict["examples"])
         search_dir = artifact_utils.get_single_uri(input_dict["model"])

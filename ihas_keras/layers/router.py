@@ -10,6 +10,26 @@ from numpy.typing import ArrayLike
 REPRESENTATIONS = ("probability", "mask", "masked_embedding")
 
 
+def check_representation(representation: str, where: str) -> str:
+    """REPRESENTATION, if it is one of `REPRESENTATIONS`.
+
+    Args:
+        representation: what is to be clustered.
+        where: who asks, to name in the error (such as "fit_clusters").
+
+    Returns:
+        REPRESENTATION.
+
+    Raises:
+        ValueError: REPRESENTATION is not one of `REPRESENTATIONS`; the message names WHERE and
+            the allowed ones.
+    """
+    if representation not in REPRESENTATIONS:
+        raise ValueError(f"{where}: unknown representation {representation!r}; allowed: "
+                         f"{', '.join(REPRESENTATIONS)}")
+    return representation
+
+
 def routing_points(representation: str, embedded: tf.Tensor, mask: tf.Tensor,
                    p: tf.Tensor) -> tf.Tensor:
     """The points of REPRESENTATION, each example's row of p, m or E * m.
@@ -26,14 +46,12 @@ def routing_points(representation: str, embedded: tf.Tensor, mask: tf.Tensor,
     Raises:
         ValueError: REPRESENTATION is not one of `REPRESENTATIONS`.
     """
+    check_representation(representation, "routing_points")
     if representation == "probability":
         return p
     if representation == "mask":
         return mask
-    if representation == "masked_embedding":
-        return embedded * mask
-    raise ValueError(f"unknown clustering representation {representation!r}; known: "
-                     f"{', '.join(REPRESENTATIONS)}")
+    return embedded * mask
 
 
 @keras.saving.register_keras_serializable(package="ihas")

@@ -10,7 +10,7 @@ from keras import ops
 from ihas_keras import defaults
 from ihas_keras.layers.embedding import FieldEmbedding
 from ihas_keras.layers.gate import BernoulliGate
-from ihas_keras.layers.router import REPRESENTATIONS, CentroidRouter, routing_points
+from ihas_keras.layers.router import CentroidRouter, check_representation, routing_points
 from ihas_keras.models.recommender import Recommender, dummy_batch
 
 if TYPE_CHECKING:
@@ -52,10 +52,7 @@ class RoutedModel(keras.Model):
                  smoothing: int = defaults.THRESHOLD_SMOOTHING,
                  representation: str = defaults.REPRESENTATION, **kwargs) -> None:
         super().__init__(**kwargs)
-        if representation not in REPRESENTATIONS:
-            raise ValueError(f"RoutedModel: unknown representation {representation!r}; known: "
-                             f"{', '.join(REPRESENTATIONS)}")
-        self.representation = representation
+        self.representation = check_representation(representation, "RoutedModel")
         self.fields = list(fields)
         self.vocab_sizes = [int(v) for v in vocab_sizes]
         self.embedding_dim = int(embedding_dim)
