@@ -1,8 +1,8 @@
 """The experiment's variants: names, what each answers, and how each is trained on one seed.
 
-Names: `base`, `adafs_soft`, `adafs_hard`, `autofield`, `ihas` (RQ1); `ihas_1`..`ihas_4` and
-`ihas_scratch` (RQ3); `ihas@B` and `base@B` for a backbone B (RQ2; `ihas@dnn` is `ihas`,
-`base@dnn` is `base`).
+Names: `base`, `adafs_soft`, `adafs_hard`, `autofield`, `ihas` (RQ1); `ihas_1`..`ihas_4`,
+`ihas_scratch`, `ihas_shared` and `ihas_separate` (RQ3); `ihas@B` and `base@B` for a backbone B
+(RQ2; `ihas@dnn` is `ihas`, `base@dnn` is `base`).
 """
 
 import dataclasses
@@ -32,9 +32,13 @@ DESCRIPTIONS = {
     "ihas_3": "iHAS-3: iHAS without the polarization term",
     "ihas_4": "iHAS-4: iHAS with gates that are not instance-wise",
     "ihas_scratch": "iHAS with each cluster's model trained from scratch, not warm-started",
+    "ihas_shared": "iHAS with per-cluster towers over one shared embedding",
+    "ihas_separate": "iHAS with one recommender (own embeddings) per cluster",
 }
 RQ1 = ("base", "adafs_soft", "adafs_hard", "autofield", "ihas")
-RQ3 = ("ihas_1", "ihas_2", "ihas_3", "ihas_4", "ihas_scratch")
+# The cluster models that `ihas` does not use by default, to compare with.
+_OTHER_CLUSTER_MODELS = "ihas_separate" if defaults.SHARED_EMBEDDING else "ihas_shared"
+RQ3 = ("ihas_1", "ihas_2", "ihas_3", "ihas_4", "ihas_scratch", _OTHER_CLUSTER_MODELS)
 DEFAULT_VARIANTS = RQ1 + RQ3
 # Search options of the ablations that search on their own.
 _SEARCH_OPTIONS = {"ihas_3": {"polarization": False}, "ihas_4": {"instance_wise": False}}
@@ -174,6 +178,8 @@ class Settings:
             over `defaults.CLUSTER_CANDIDATES`).
         representation: what K-Means clusters (`layers.router.REPRESENTATIONS`).
         warm_start: per-cluster models start from the search model's kept columns.
+        shared_embedding: the routed variants' clusters are towers over one shared embedding
+            (`ihas_shared` and `ihas_separate` always are and are not).
         regularization_weight: the gate regularizer's weight.
         gate_learning_rate: the architecture optimizer's learning rate, gates and selectors
             alike.
@@ -193,6 +199,7 @@ class Settings:
     clusters: int | str = defaults.CLUSTERS  # or "auto"
     representation: str = defaults.REPRESENTATION
     warm_start: bool = defaults.WARM_START
+    shared_embedding: bool = defaults.SHARED_EMBEDDING
     regularization_weight: float = defaults.REGULARIZATION_WEIGHT
     gate_learning_rate: float = defaults.GATE_LEARNING_RATE  # gates and selectors alike
     adafs_k: int | None = None  # fields AdaFS-hard keeps; None: half
@@ -330,7 +337,9 @@ class SeedRun:
             return Trained(search, search)
         options = {"backbone": backbone, "epochs": s.epochs, "batch_size": s.batch_size,
                    "patience": s.patience, "verbose": s.verbose,
-                   "warm": s.warm_start and kind != "ihas_scratch"}
+                   "warm": s.warm_start and kind != "ihas_scratch",
+                   "shared": kind == "ihas_shared" or (s.shared_embedding
+                                                       and kind != "ihas_separate")}
         if kind != "ihas_2" and s.clusters == "auto":
             model, plan, scores = ihas_keras.choose_clusters(
                 search, self.train_data, self.validation_data,

@@ -295,6 +295,9 @@ def _add_experiment_verb(verbs) -> None:
     exp.add_argument("--warm-start", action=argparse.BooleanOptionalAction,
                      default=Settings.warm_start,
                      help="cluster models start from the search model's kept columns")
+    exp.add_argument("--shared-embedding", action=argparse.BooleanOptionalAction,
+                     default=Settings.shared_embedding,
+                     help="cluster models are towers over one shared embedding")
     exp.add_argument("--patience", type=int, default=Settings.patience,
                      help="epochs without a better validation AUC before any model stops")
     exp.add_argument("--epochs", type=int, default=Settings.epochs,

@@ -11,7 +11,7 @@ from ihas_keras.cluster import ClusterPlan, fit_clusters
 from ihas_keras.models.recommender import Recommender
 from ihas_keras.models.routed import RoutedModel
 from ihas_keras.models.search import SearchModel
-from ihas_keras.warm_start import warm_start
+from ihas_keras.warm_start import warm_start, warm_start_towers
 
 logger = logging.getLogger(__name__)
 
@@ -101,11 +101,23 @@ def cluster_examples(routed: RoutedModel, dataset: tf.data.Dataset, cluster: int
     )
 
 
+class _Probability(keras.Model):
+    """A routed model's probability output alone, to fit the model as a whole."""
+
+    def __init__(self, routed: RoutedModel) -> None:
+        super().__init__(name="routed_probability")
+        self.routed = routed
+
+    def call(self, inputs):
+        return self.routed(inputs)["probability"]
+
+
 def retrain(search: SearchModel, plan: ClusterPlan, train: tf.data.Dataset,
             validation: tf.data.Dataset | None = None, backbone: str | None = None,
             epochs: int = defaults.RETRAIN_EPOCHS, batch_size: int = defaults.BATCH_SIZE,
             patience: int = defaults.PATIENCE, verbose: str | int = "auto",
-            warm: bool = defaults.WARM_START, seed: int | None = None) -> keras.Model:
+            warm: bool = defaults.WARM_START, seed: int | None = None,
+            shared: bool = defaults.SHARED_EMBEDDING) -> keras.Model:
     """The retrain stage: one recommender per cluster, trained on its examples.
 
     With K >= 2 clusters, the routed model: SEARCH's embeddings and gate route each example to
@@ -113,6 +125,10 @@ def retrain(search: SearchModel, plan: ClusterPlan, train: tf.data.Dataset,
     AUC when VALIDATION is given); clusters without training examples keep untrained
     recommenders and are reported. With K = 1, a plain `Recommender` with the searched widths,
     trained on every example: no gate and no router at serving.
+
+    With SHARED (K >= 2), the clusters share one trainable embedding and each has a tower over
+    its kept columns (`layers.towers.SharedTowers`); the routed model is trained as a whole on
+    every example, each scored by its cluster's tower.
 
     With WARM, each recommender starts from SEARCH's kept embedding columns and backbone
     (`warm_start`); otherwise from scratch, as one reading of the paper has it.
@@ -130,6 +146,7 @@ def retrain(search: SearchModel, plan: ClusterPlan, train: tf.data.Dataset,
         warm: start each recommender from SEARCH's kept columns.
         seed: reseeds Keras's random state before the recommenders are made, so that their
             initialisation does not depend on what ran before; None leaves it.
+        shared: towers over one shared embedding instead of one recommender per cluster.
 
     Returns:
         The routed model (K >= 2) or the recommender (K = 1), trained.
@@ -145,7 +162,14 @@ def retrain(search: SearchModel, plan: ClusterPlan, train: tf.data.Dataset,
             warm_start(model, search, kept[0])
         logger.info("retrain: one model, widths %s", plan.widths()[0].tolist())
         return fit_recommender(model, train, validation, epochs, patience, verbose)
-    routed = RoutedModel.from_search(search, plan, backbone)
+    routed = RoutedModel.from_search(search, plan, backbone, shared=shared)
+    if shared:
+        if warm:
+            warm_start_towers(routed.towers, search)
+        logger.info("retrain: %d towers over one embedding (%s examples, widths %s)",
+                    plan.num_clusters, [int(n) for n in plan.sizes], plan.widths().tolist())
+        fit_recommender(_Probability(routed), train, validation, epochs, patience, verbose)
+        return routed
     for k, recommender in enumerate(routed.recommenders):
         if plan.sizes[k] == 0:
             logger.warning("retrain: cluster %d has no training examples; its model stays "

@@ -3,6 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
+from ihas_keras.layers.towers import SharedTowers
 from ihas_keras.models.recommender import Recommender
 from ihas_keras.models.search import SearchModel
 
@@ -37,6 +38,26 @@ def warm_start(recommender: Recommender, search: SearchModel, kept: np.ndarray) 
         for field, table in recommender.linear.tables.items():
             table.assign(search.linear.tables[field])
     _copy_backbone(recommender.backbone, search.backbone, np.flatnonzero(kept.reshape(-1)))
+
+
+def warm_start_towers(towers: SharedTowers, search: SearchModel) -> None:
+    """Copies SEARCH into shared TOWERS: the embedding whole, each tower cut to its columns.
+
+    The shared embedding (and first-order table, where both have one) gets SEARCH's tables;
+    each tower gets SEARCH's backbone as `warm_start` copies it, the first kernel reduced to the
+    rows of that tower's kept columns.
+
+    Args:
+        towers: the routed model's shared towers.
+        search: the trained search model.
+    """
+    for field, table in towers.embedding.tables.items():
+        table.assign(search.embedding.tables[field])
+    if towers.linear is not None and search.linear is not None:
+        for field, table in towers.linear.tables.items():
+            table.assign(search.linear.tables[field])
+    for tower, columns in zip(towers.towers, towers.columns, strict=True):
+        _copy_backbone(tower, search.backbone, np.asarray(columns, int))
 
 
 def _copy_backbone(target, source, rows: np.ndarray) -> None:

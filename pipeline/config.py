@@ -68,6 +68,8 @@ class PipelineConfig:
         retrain_epochs: Retrain's most epochs per recommender (early stopping).
         warm_start: Retrain's recommenders start from the search model's kept columns
             (IHAS_WARM_START: 1/0, true/false, yes/no or on/off).
+        shared_embedding: Retrain's cluster models are towers over one shared embedding
+            (IHAS_SHARED_EMBEDDING, a boolean as above).
         batch_size: examples per batch in Search, Cluster and Retrain; 0 (the default): by the
             rule of split "train"'s rows (`ihas_keras.schedule.batch_size`).
         margin: Evaluate's margin: blessed when routed AUC >= base AUC - margin.
@@ -97,6 +99,7 @@ class PipelineConfig:
     representation: str = defaults.REPRESENTATION
     retrain_epochs: int = defaults.RETRAIN_EPOCHS
     warm_start: bool = defaults.WARM_START
+    shared_embedding: bool = defaults.SHARED_EMBEDDING
     batch_size: int = 0  # 0: by the rule of the training rows
     margin: float = defaults.BLESSING_MARGIN  # blessed when routed AUC >= base AUC - margin
     beam_args: tuple = ("--direct_num_workers=2", "--direct_running_mode=multi_threading")

@@ -70,7 +70,8 @@ def create_components(config: PipelineConfig) -> list:
         examples=transformed, transform_graph=graph, model=search.outputs["model"],
         cluster_plan=cluster.outputs["cluster_plan"], epochs=config.retrain_epochs,
         patience=config.patience, batch_size=config.batch_size,
-        warm_start=config.warm_start, seed=config.seed, **data,
+        warm_start=config.warm_start, shared_embedding=config.shared_embedding,
+        seed=config.seed, **data,
     )
     evaluate = Evaluate(
         examples=examples, model=retrain.outputs["model"], baseline=retrain.outputs["baseline"],

@@ -300,6 +300,7 @@ def test_components_declare_their_channels():
         == defaults.PATIENCE
     assert cluster.exec_properties["representation"] == defaults.REPRESENTATION
     assert retrain.exec_properties["warm_start"] == int(defaults.WARM_START)
+    assert retrain.exec_properties["shared_embedding"] == int(defaults.SHARED_EMBEDDING)
     assert retrain.exec_properties["seed"] == defaults.SPLIT_SEED
 
 
@@ -407,4 +408,27 @@ def test_retrain_with_one_cluster_serves_one_recommender(upstream, searched, tmp
     transformed = tft.TFTransformOutput(upstream["graph"].uri).transform_raw_features(raw)
     np.testing.assert_allclose(served["probability"].numpy(),
                                model({f: transformed[f] for f in KEPT}).numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_retrain_with_shared_embedding_serves_the_towers(upstream, searched, clustered, tmp_path):
+    """shared_embedding=1: the routed model's clusters are towers over one embedding; saved and
+    exported in the same layout, its serving export scores as the Keras model does."""
+    outputs = {"model": [artifact(standard_artifacts.Model, tmp_path / "model")],
+               "baseline": [artifact(standard_artifacts.Model, tmp_path / "baseline")]}
+    RetrainExecutor().Do(
+        {"examples": [upstream["transformed"]], "transform_graph": [upstream["graph"]],
+         "search_model": searched["model"], "cluster_plan": [clustered]},
+        outputs, {**upstream["props"], **RETRAIN_PROPS, "shared_embedding": 1})
+    uri = outputs["model"][0].uri
+    model = keras.saving.load_model(os.path.join(uri, "routed.keras"))
+    assert type(model) is ihas_keras.RoutedModel and model.recommenders == []
+    assert model.towers.widths().tolist() == model.widths and len(model.widths) == K
+    serve = tf.saved_model.load(path_utils.serving_model_path(uri)).signatures["serving_default"]
+    serialized, raw = raw_test_rows(upstream, 50)
+    served = serve(examples=serialized)
+    transformed = tft.TFTransformOutput(upstream["graph"].uri).transform_raw_features(raw)
+    expected = model({f: transformed[f] for f in KEPT})
+    np.testing.assert_array_equal(served["cluster"].numpy(), expected["cluster"].numpy())
+    np.testing.assert_allclose(served["probability"].numpy(), expected["probability"].numpy(),
                                rtol=1e-5, atol=1e-6)

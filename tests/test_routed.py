@@ -12,7 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 import ihas_keras
 from ihas_keras import plots, retraining
 from ihas_keras.layers.router import REPRESENTATIONS
-from ihas_keras.warm_start import warm_start
+from ihas_keras.warm_start import warm_start, warm_start_towers
 from tests.planted import planted_criteo
 
 ROWS, SEGMENTS = 60000, 2
@@ -165,3 +165,34 @@ def test_a_recommender_stops_on_a_plateau(monkeypatch):
     retraining.fit_recommender(rec, batches(x, y, 0, 2000, 256), batches(x, y, 2000, 3000),
                                epochs=50, patience=2, verbose=0)
     assert len(rec.history.history["val_auc"]) == 3
+
+
+def test_shared_towers_read_only_their_kept_columns(stages):
+    """Warm-started towers over the shared embedding score each example as the search backbone
+    scores its embeddings with every dimension its cluster drops set to zero."""
+    model, plan, _, test, *_ = stages
+    routed = ihas_keras.RoutedModel.from_search(model, plan, shared=True)
+    warm_start_towers(routed.towers, model)
+    kept = plan.kept_dimensions().reshape(plan.num_clusters, -1)
+    out = routed(test)
+    clusters = out["cluster"].numpy()
+    embedded = model.embedding(test).numpy()
+    for k in range(plan.num_clusters):
+        rows = clusters == k
+        logit = model.backbone((embedded[rows] * kept[k], None)).numpy()[:, 0]
+        np.testing.assert_allclose(out["probability"].numpy()[rows], 1 / (1 + np.exp(-logit)),
+                                   rtol=1e-5, atol=1e-6)
+    assert routed.towers.widths().tolist() == plan.widths().tolist()
+
+
+def test_shared_towers_train_as_one_model_and_round_trip(stages, tmp_path):
+    model, plan, _, test, _, x, y = stages
+    routed = ihas_keras.retrain(model, plan, batches(x, y, 0, 20000), batches(x, y, 48000, 54000),
+                                epochs=1, batch_size=512, verbose=0, shared=True)
+    searched = model.embedding.tables["C1"].numpy()
+    assert not np.allclose(routed.towers.embedding.tables["C1"].numpy(), searched)
+    np.testing.assert_array_equal(routed.embedding.tables["C1"].numpy(), searched)  # the router
+    routed.save(tmp_path / "shared.keras")
+    loaded = keras.models.load_model(tmp_path / "shared.keras")
+    for key in ("probability", "cluster"):
+        np.testing.assert_array_equal(routed(test)[key].numpy(), loaded(test)[key].numpy())

@@ -25,6 +25,7 @@ class RetrainSpec(types.ComponentSpec):
         "patience": ExecutionParameter(type=int),
         "batch_size": ExecutionParameter(type=int),
         "warm_start": ExecutionParameter(type=int),  # 0 or 1, as TFX's own components do
+        "shared_embedding": ExecutionParameter(type=int, optional=True),  # 0 or 1
         "seed": ExecutionParameter(type=int),
     }
     INPUTS = {
@@ -63,6 +64,8 @@ class Retrain(base_component.BaseComponent):
             (`ihas_keras.schedule.batch_size`).
         warm_start: start each recommender from the search model's kept embedding columns and
             backbone (`ihas_keras.retrain`'s `warm`); False (0) trains them from scratch.
+        shared_embedding: the clusters' models are towers over one shared embedding
+            (`ihas_keras.retrain`'s `shared`); False (0): one recommender per cluster.
         seed: seeds the training shuffle and the recommenders' initialisation.
     """
 
@@ -74,12 +77,13 @@ class Retrain(base_component.BaseComponent):
                  schema: str | None = None, backbone: str = "",
                  epochs: int = defaults.RETRAIN_EPOCHS, patience: int = defaults.PATIENCE,
                  batch_size: int = 0, warm_start: bool | int = defaults.WARM_START,
+                 shared_embedding: bool | int = defaults.SHARED_EMBEDDING,
                  seed: int = defaults.SPLIT_SEED) -> None:
         spec = RetrainSpec(
             examples=examples, transform_graph=transform_graph, search_model=model,
             cluster_plan=cluster_plan, format=format, schema=schema, backbone=backbone,
             epochs=epochs, patience=patience, batch_size=batch_size,
-            warm_start=int(warm_start), seed=seed,
+            warm_start=int(warm_start), shared_embedding=int(shared_embedding), seed=seed,
             model=types.Channel(type=standard_artifacts.Model),
             baseline=types.Channel(type=standard_artifacts.Model),
         )

@@ -13,6 +13,7 @@ from tfx.utils import path_utils
 import ihas_keras
 from components.cluster.executor import PLAN_FILE
 from components.search.executor import MODEL_FILE, batch_size
+from ihas_keras import defaults
 from ihas_keras.data import get_format, splits
 from ihas_keras.export.saved_model import export_serving_model
 from ihas_keras.retraining import base_recommender, fit_recommender, retrain
@@ -55,7 +56,9 @@ class Executor(base_executor.BaseExecutor):
         backbone = exec_properties.get("backbone") or search.backbone_kind
 
         model = retrain(search, plan, train, validation, backbone, epochs, batch, patience,
-                        verbose=2, warm=bool(exec_properties["warm_start"]), seed=seed)
+                        verbose=2, warm=bool(exec_properties["warm_start"]), seed=seed,
+                        shared=_flag(exec_properties, "shared_embedding",
+                                     defaults.SHARED_EMBEDDING))
         logging.info("Retrain: K = %d, %s", plan.num_clusters,
                      "a routed model" if plan.num_clusters > 1 else
                      f"one recommender of widths {plan.widths()[0].tolist()}")
@@ -67,3 +70,9 @@ class Executor(base_executor.BaseExecutor):
             uri = artifact_utils.get_single_uri(output_dict[key])
             trained.save(os.path.join(uri, name))
             export_serving_model(trained, graph, fmt, path_utils.serving_model_path(uri))
+
+
+def _flag(exec_properties: dict[str, Any], name: str, default: bool) -> bool:
+    """The 0/1 execution property NAME as a boolean; DEFAULT where it is unset."""
+    value = exec_properties.get(name)
+    return default if value is None else bool(value)

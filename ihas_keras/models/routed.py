@@ -11,6 +11,7 @@ from ihas_keras import defaults
 from ihas_keras.layers.embedding import FieldEmbedding
 from ihas_keras.layers.gate import BernoulliGate
 from ihas_keras.layers.router import CentroidRouter, check_representation, routing_points
+from ihas_keras.layers.towers import SharedTowers, kept_columns
 from ihas_keras.models.recommender import Recommender, dummy_batch
 
 if TYPE_CHECKING:
@@ -28,6 +29,9 @@ class RoutedModel(keras.Model):
     cluster's `Recommender` (per-field widths `widths[k]`) and `tf.dynamic_stitch` puts the
     probabilities back in input order. All standard TF ops, so the graph serves as it is.
 
+    With COLUMNS, the clusters share one embedding instead (`layers.towers.SharedTowers`): one
+    trainable full-width embedding, and per cluster a tower over the columns it keeps.
+
     Args:
         fields: the field names, in order.
         vocab_sizes: each field's vocabulary size (its table's rows).
@@ -41,7 +45,12 @@ class RoutedModel(keras.Model):
         smoothing: the gate's histogram threshold searcher's moving-average width, in bins.
         representation: what the router compares with the centroids
             (`layers.router.REPRESENTATIONS`).
+        columns: None: one `Recommender` per cluster; else K lists of kept column indices
+            (`layers.towers.kept_columns`) for towers over one shared embedding.
         **kwargs: `keras.Model` arguments (such as `name`).
+
+    Raises:
+        ValueError: an unknown representation, or COLUMNS whose per-field counts are not WIDTHS.
     """
 
     def __init__(self, fields: Sequence[str], vocab_sizes: Sequence[int], embedding_dim: int,
@@ -50,7 +59,8 @@ class RoutedModel(keras.Model):
                  cross_layers: int = defaults.CROSS_LAYERS, instance_wise: bool = True,
                  bins: int = defaults.THRESHOLD_BINS,
                  smoothing: int = defaults.THRESHOLD_SMOOTHING,
-                 representation: str = defaults.REPRESENTATION, **kwargs) -> None:
+                 representation: str = defaults.REPRESENTATION,
+                 columns: Sequence[Sequence[int]] | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.representation = check_representation(representation, "RoutedModel")
         self.fields = list(fields)
@@ -66,18 +76,29 @@ class RoutedModel(keras.Model):
         self.gate = BernoulliGate(units, mode="deterministic", instance_wise=instance_wise,
                                   bins=bins, smoothing=smoothing, name="gate")
         self.router = CentroidRouter(len(self.widths), units, name="router")
-        self.recommenders = [
-            Recommender(self.fields, self.vocab_sizes, row, backbone, self.hidden_units,
-                        self.cross_layers, name=f"cluster_{k}")
-            for k, row in enumerate(self.widths)
-        ]
+        self.recommenders, self.towers = [], None
+        if columns is None:
+            self.recommenders = [
+                Recommender(self.fields, self.vocab_sizes, row, backbone, self.hidden_units,
+                            self.cross_layers, name=f"cluster_{k}")
+                for k, row in enumerate(self.widths)
+            ]
+        else:
+            self.towers = SharedTowers(self.fields, self.vocab_sizes, self.embedding_dim,
+                                       columns, backbone, self.hidden_units, self.cross_layers,
+                                       name="towers")
+            if self.towers.widths().tolist() != self.widths:
+                raise ValueError("RoutedModel: the kept columns' per-field counts "
+                                 f"{self.towers.widths().tolist()} are not the widths "
+                                 f"{self.widths}")
         for layer in (self.embedding, self.gate, self.router):
             layer.trainable = False
         self(dummy_batch(self.fields))
 
     @classmethod
     def from_search(cls, search: "SearchModel", plan: "ClusterPlan", backbone: str | None = None,
-                    hidden_units: Sequence[int] | None = None) -> "RoutedModel":
+                    hidden_units: Sequence[int] | None = None,
+                    shared: bool = False) -> "RoutedModel":
         """A routed model from a trained search model and its cluster plan.
 
         Args:
@@ -85,16 +106,18 @@ class RoutedModel(keras.Model):
             plan: the cluster plan; its centroids and widths are used.
             backbone: the recommenders' backbone; None: the search's.
             hidden_units: the recommenders' MLP layer sizes; None: the search's.
+            shared: per-cluster towers over one shared embedding, not one recommender each.
 
         Returns:
             The routed model, with SEARCH's trained embeddings and gate, PLAN's centroids and
-            widths, and fresh (untrained) per-cluster recommenders.
+            widths, and fresh (untrained) per-cluster recommenders or towers.
         """
         model = cls(
             search.fields, search.vocab_sizes, search.embedding_dim, plan.widths().tolist(),
             backbone or search.backbone_kind, hidden_units or search.hidden_units,
             search.cross_layers, search.gate.instance_wise, search.gate.bins,
             search.gate.smoothing, plan.representation,
+            kept_columns(plan.kept_dimensions()) if shared else None,
         )
         model.embedding.set_weights(search.embedding.get_weights())
         model.gate.set_weights(search.gate.get_weights())
@@ -116,6 +139,9 @@ class RoutedModel(keras.Model):
 
     def call(self, inputs):
         cluster = self.route(inputs)
+        if self.towers is not None:
+            probability = self.towers((inputs, cluster))
+            return {"probability": probability, "cluster": cluster}
         rows = tf.range(tf.shape(cluster)[0])
         parts = tf.dynamic_partition(rows, cluster, len(self.recommenders))
         scored = [
@@ -144,4 +170,5 @@ class RoutedModel(keras.Model):
             "bins": self.gate.bins,
             "smoothing": self.gate.smoothing,
             "representation": self.representation,
+            "columns": None if self.towers is None else self.towers.columns,
         }
