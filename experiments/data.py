@@ -83,8 +83,9 @@ def test_split(out_dir: str, fmt: TableFormat, batch_size: int = 8192) -> tuple[
     return {f: np.concatenate(v) for f, v in parts.items()}, np.concatenate(labels)
 
 
-def planted_truth(path: str, fmt: TableFormat, seed: int = defaults.SPLIT_SEED) -> dict | None:
-    """The planted truth of the test rows of a file written by `ihas data synth`.
+def planted_truth(path: str, fmt: TableFormat, seed: int = defaults.SPLIT_SEED,
+                  split: str = "test") -> dict | None:
+    """The planted truth of the SPLIT rows of a file written by `ihas data synth`.
 
     Such a file has PATH.truth.tsv and PATH.meta.json beside it.
 
@@ -92,9 +93,10 @@ def planted_truth(path: str, fmt: TableFormat, seed: int = defaults.SPLIT_SEED) 
         path: the raw file.
         fmt: its format.
         seed: the split seed it was prepared with.
+        split: the split whose rows are wanted (`SPLITS`).
 
     Returns:
-        {"segments", "probability"} of its accepted test rows in file order, "marked" (the
+        {"segments", "probability"} of its accepted SPLIT rows in file order, "marked" (the
         segment their markers show; None for files generated before it was written) and "meta";
         None for a file without the truth and meta files.
     """
@@ -104,8 +106,8 @@ def planted_truth(path: str, fmt: TableFormat, seed: int = defaults.SPLIT_SEED) 
     first_line = 2 if fmt.header else 1
     rows = []
     for batch in read_table([path], fmt).as_numpy_iterator():
-        split = assign_split(batch["file"], batch["line"], seed).numpy()
-        keep = (batch["reason"] == 0) & (split == SPLITS.index("test"))
+        assigned = assign_split(batch["file"], batch["line"], seed).numpy()
+        keep = (batch["reason"] == 0) & (assigned == SPLITS.index(split))
         rows.append(batch["line"][keep] - first_line)
     rows = np.concatenate(rows)
     with open(path + ".meta.json") as f:

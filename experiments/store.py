@@ -11,7 +11,7 @@ import os
 import keras
 
 import ihas_keras
-from experiments.variants import Settings
+from experiments.variants import Settings, ignored_settings
 from ihas_keras.errors import BadInputError
 
 # Settings that change no number in a run's result.
@@ -19,6 +19,8 @@ _COSMETIC = ("progress", "verbose")
 # The settings a search model depends on: a kept search is reused only when they match.
 _SEARCH_SETTINGS = ("embedding_dim", "batch_size", "pretrain_epochs", "search_epochs",
                     "gate_every", "patience", "regularization_weight", "gate_learning_rate")
+# Settings added later, and the value every run stored before them was made with.
+_INTRODUCED = {"shared_embedding": False}
 # How a run is evaluated: runs evaluated otherwise (earlier versions) are not mixed in.
 EVALUATION = "serving export"
 
@@ -64,6 +66,13 @@ class RunStore:
             OUT/runs/VARIANT/seed-SEED/1.
         """
         return os.path.join(self.root, variant, f"seed-{seed}", "1")
+
+    def _made_with(self, variant: str) -> dict:
+        """The settings VARIANT's numbers depend on (`variants.ignored_settings`), and the data."""
+        settings = dict(self.made_with["settings"])
+        for key in ignored_settings(variant):
+            settings.pop(key)
+        return {"settings": settings, "paths": self.made_with["paths"]}
 
     def _search_made_with(self) -> dict:
         settings = {k: self.made_with["settings"][k] for k in _SEARCH_SETTINGS}
@@ -136,12 +145,13 @@ class RunStore:
             with open(path) as f:
                 stored = json.load(f)
             made_with, result = stored["made_with"], stored["result"]
+            settings, paths = {**_INTRODUCED, **made_with["settings"]}, made_with["paths"]
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise BadInputError(f"{path}: not a finished run ({e}); delete it to run it again") \
                 from None
-        if made_with != self.made_with:
-            differ = sorted(k for k in {**made_with["settings"], **self.made_with["settings"]}
-                            if made_with["settings"].get(k) != self.made_with["settings"].get(k))
+        expected = self._made_with(variant)
+        differ = sorted(k for k, v in expected["settings"].items() if settings.get(k) != v)
+        if differ or paths != expected["paths"]:
             what = f"settings ({', '.join(differ)})" if differ else "data files"
             raise BadInputError(f"{path}: made with other {what}; use another --out or delete "
                                 f"{self.root}")
@@ -159,5 +169,5 @@ class RunStore:
         path = self._path(variant, seed, part)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path + ".tmp", "w") as f:
-            json.dump({"made_with": self.made_with, "result": result}, f, indent=1)
+            json.dump({"made_with": self._made_with(variant), "result": result}, f, indent=1)
         os.replace(path + ".tmp", path)

@@ -88,6 +88,30 @@ def search_kind(name: str) -> str | None:
     return kind if kind in _SEARCH_OPTIONS else "ihas"
 
 
+# Settings only the routed variants depend on: the others ignore them.
+_ROUTING_SETTINGS = ("clusters", "representation", "shared_embedding")
+# Settings a variant fixes itself, whatever the experiment's are.
+_FIXED_SETTINGS = {"ihas_shared": ("shared_embedding",), "ihas_separate": ("shared_embedding",),
+                   "ihas_scratch": ("warm_start",)}
+
+
+def ignored_settings(name: str) -> tuple[str, ...]:
+    """The settings variant NAME does not depend on (so a stored run is reused across them).
+
+    Args:
+        name: a variant's name, or a search's kind.
+
+    Returns:
+        The clustering settings for a variant that does not route (all but the routed iHAS
+        variants), and the settings a variant fixes itself (`ihas_shared`, `ihas_separate`,
+        `ihas_scratch`).
+    """
+    kind = name.partition("@")[0]
+    if not kind.startswith("ihas") or kind in ("ihas_1", "ihas_2"):
+        return _ROUTING_SETTINGS
+    return _FIXED_SETTINGS.get(kind, ())
+
+
 def canonical(name: str) -> str:
     """The canonical name of a variant: `ihas@dnn` is `ihas`, `base@dnn` is `base`.
 

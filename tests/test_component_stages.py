@@ -372,7 +372,7 @@ def test_every_executor_runs_alone_in_a_fresh_process(upstream, searched, cluste
 LOAD_ALONE = """
 import ihas_keras, keras
 model = keras.saving.load_model({path!r})
-print(type(model).__name__, len(model.recommenders))
+print(type(model).__name__, len(model.widths))
 """
 
 
@@ -411,19 +411,24 @@ def test_retrain_with_one_cluster_serves_one_recommender(upstream, searched, tmp
                                rtol=1e-5, atol=1e-6)
 
 
-def test_retrain_with_shared_embedding_serves_the_towers(upstream, searched, clustered, tmp_path):
-    """shared_embedding=1: the routed model's clusters are towers over one embedding; saved and
-    exported in the same layout, its serving export scores as the Keras model does."""
+def test_retrain_with_the_other_cluster_models_serves_them(upstream, searched, clustered,
+                                                           tmp_path):
+    """shared_embedding set against the default (towers over one embedding, or one recommender
+    per cluster): saved and exported in the same layout, served as the Keras model scores."""
+    shared = not defaults.SHARED_EMBEDDING
     outputs = {"model": [artifact(standard_artifacts.Model, tmp_path / "model")],
                "baseline": [artifact(standard_artifacts.Model, tmp_path / "baseline")]}
     RetrainExecutor().Do(
         {"examples": [upstream["transformed"]], "transform_graph": [upstream["graph"]],
          "search_model": searched["model"], "cluster_plan": [clustered]},
-        outputs, {**upstream["props"], **RETRAIN_PROPS, "shared_embedding": 1})
+        outputs, {**upstream["props"], **RETRAIN_PROPS, "shared_embedding": int(shared)})
     uri = outputs["model"][0].uri
     model = keras.saving.load_model(os.path.join(uri, "routed.keras"))
-    assert type(model) is ihas_keras.RoutedModel and model.recommenders == []
-    assert model.towers.widths().tolist() == model.widths and len(model.widths) == K
+    assert type(model) is ihas_keras.RoutedModel and len(model.widths) == K
+    if shared:
+        assert model.recommenders == [] and model.towers.widths().tolist() == model.widths
+    else:
+        assert model.towers is None and [r.widths for r in model.recommenders] == model.widths
     serve = tf.saved_model.load(path_utils.serving_model_path(uri)).signatures["serving_default"]
     serialized, raw = raw_test_rows(upstream, 50)
     served = serve(examples=serialized)

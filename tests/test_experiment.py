@@ -135,6 +135,13 @@ def test_a_rerun_reads_finished_runs_and_refuses_other_settings(data, report, mo
     with pytest.raises(BadInputError, match=r"seed-0.json: made with other settings \(epochs\)"):
         runner.run(str(root / "criteo.txt"), fmt, out, [0], ["base"],
                    dataclasses.replace(SETTINGS, epochs=2))
+    # The clustering settings concern the routed variants only: base is read, ihas refused.
+    other_clusters = dataclasses.replace(SETTINGS, clusters=3, shared_embedding=True)
+    again = runner.run(str(root / "criteo.txt"), fmt, out, [0], ["base"], other_clusters)
+    assert again["variants"]["base"]["auc"] == report["variants"]["base"]["auc"]
+    refused = r"seed-0.json: made with other settings \(clusters, shared_embedding\)"
+    with pytest.raises(BadInputError, match=refused):
+        runner.run(str(root / "criteo.txt"), fmt, out, [0], ["ihas"], other_clusters)
     with pytest.raises(AssertionError, match="base was trained again"):  # a new seed trains
         runner.run(str(root / "criteo.txt"), fmt, out, [1], ["base"], SETTINGS)
 

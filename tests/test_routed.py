@@ -26,7 +26,8 @@ def batches(x, y, lo, hi, size=512):
 @pytest.fixture(scope="module")
 def stages(tmp_path_factory):
     """Search (scaled for a test: width 8, a gate step every 3 batches, regularizer weight 3e-3),
-    two clusters, and two retrained DNN recommenders of two epochs each."""
+    two clusters, and two retrained DNN recommenders of two epochs each (one per cluster, each
+    with its own embeddings; the shared towers have their own tests below)."""
     keras.utils.set_random_seed(0)
     x, y, segments, sizes = planted_criteo(tmp_path_factory.mktemp("planted"), ROWS, SEGMENTS, 3)
     train, val = (0, int(ROWS * 0.8)), (int(ROWS * 0.8), int(ROWS * 0.9))
@@ -37,7 +38,7 @@ def stages(tmp_path_factory):
                       epochs=8, gate_every=3, verbose=0, patience=None)
     plan = ihas_keras.fit_clusters(model, batches(x, y, *train), SEGMENTS, progress=False)
     routed = ihas_keras.retrain(model, plan, batches(x, y, *train), batches(x, y, *val),
-                                epochs=2, batch_size=512, verbose=0)
+                                epochs=2, batch_size=512, verbose=0, shared=False)
     test = {f: v[val[1]:] for f, v in x.items()}
     return model, plan, routed, test, segments[val[1]:], x, y
 
@@ -55,6 +56,7 @@ def test_routed_prediction_is_its_cluster_models_prediction(stages):
     out = routed(test)
     probability, clusters = out["probability"].numpy(), out["cluster"].numpy()
     assert probability.shape == clusters.shape == (len(test["C1"]),)
+    assert len(routed.recommenders) == SEGMENTS and routed.towers is None
     for k, recommender in enumerate(routed.recommenders):
         rows = clusters == k
         own = recommender({f: v[rows] for f, v in test.items()}).numpy()

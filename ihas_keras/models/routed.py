@@ -98,7 +98,7 @@ class RoutedModel(keras.Model):
     @classmethod
     def from_search(cls, search: "SearchModel", plan: "ClusterPlan", backbone: str | None = None,
                     hidden_units: Sequence[int] | None = None,
-                    shared: bool = False) -> "RoutedModel":
+                    shared: bool = defaults.SHARED_EMBEDDING) -> "RoutedModel":
         """A routed model from a trained search model and its cluster plan.
 
         Args:
