@@ -8,8 +8,10 @@ from ihas_keras.layers.mlp import MLP
 from ihas_keras.layers.regularizer import GateRegularizer
 from ihas_keras.layers.router import CentroidRouter
 from ihas_keras.layers.threshold import ThresholdSearcher, histogram_threshold
+from ihas_keras.layers.towers import SharedTowers
 
 __all__ = [
     "MLP", "Backbone", "BernoulliGate", "CentroidRouter", "CrossNetV2", "FMInteraction",
-    "FieldEmbedding", "GateRegularizer", "ThresholdSearcher", "histogram_threshold",
+    "FieldEmbedding", "GateRegularizer", "SharedTowers", "ThresholdSearcher",
+    "histogram_threshold",
 ]  # fmt: skip
