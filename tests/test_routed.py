@@ -12,6 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 import ihas_keras
 from ihas_keras import plots, retraining
 from ihas_keras.layers.router import REPRESENTATIONS
+from ihas_keras.layers.towers import SharedTowers
 from ihas_keras.warm_start import warm_start, warm_start_towers
 from tests.planted import planted_criteo
 
@@ -185,6 +186,9 @@ def test_shared_towers_read_only_their_kept_columns(stages):
         np.testing.assert_allclose(out["probability"].numpy()[rows], 1 / (1 + np.exp(-logit)),
                                    rtol=1e-5, atol=1e-6)
     assert routed.towers.widths().tolist() == plan.widths().tolist()
+    for bad, message in (([[3, 1]], "ascending"), ([[0, 10**6]], "outside")):
+        with pytest.raises(ValueError, match=message):
+            SharedTowers(model.fields, model.vocab_sizes, model.embedding_dim, bad)
 
 
 def test_shared_towers_train_as_one_model_and_round_trip(stages, tmp_path):

@@ -37,14 +37,16 @@ class SharedTowers(keras.layers.Layer):
         fields: the field names, in order.
         vocab_sizes: each field's vocabulary size (its table's rows).
         embedding_dim: every field's width in the shared embedding.
-        columns: K lists of kept column indices into [0, N * embedding_dim) (`kept_columns`).
+        columns: K ascending lists of kept column indices into [0, N * embedding_dim)
+            (`kept_columns`).
         backbone: the towers' backbone kind (`Backbone.KINDS`).
         hidden_units: the towers' MLP layer sizes.
         cross_layers: DCN-v2 cross layers (backbone "dcn_v2").
         **kwargs: `keras.layers.Layer` arguments (such as `name`).
 
     Raises:
-        ValueError: a column index is outside [0, N * embedding_dim).
+        ValueError: a column index is outside [0, N * embedding_dim), or a cluster's columns are
+            not ascending and unique.
     """
 
     def __init__(self, fields: Sequence[str], vocab_sizes: Sequence[int], embedding_dim: int,
@@ -60,6 +62,10 @@ class SharedTowers(keras.layers.Layer):
         for k, row in enumerate(self.columns):
             if any(not 0 <= c < units for c in row):
                 raise ValueError(f"SharedTowers: cluster {k} keeps columns outside [0, {units})")
+            if any(a >= b for a, b in zip(row[:-1], row[1:], strict=True)):
+                # The backbones read each field's columns together, in field order.
+                raise ValueError(f"SharedTowers: cluster {k}'s columns must be ascending and "
+                                 "unique")
         self.backbone_kind = backbone
         self.hidden_units = [int(u) for u in hidden_units]
         self.cross_layers = int(cross_layers)
