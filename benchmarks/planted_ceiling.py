@@ -19,9 +19,7 @@ probabilities) is what no model can pass.
 """
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 
@@ -29,12 +27,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import OneHotEncoder
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.reference_models import load  # noqa: E402
+from benchmarks.reference_models import best_logistic, load, machine, write_report  # noqa: E402
 from experiments.data import planted_truth  # noqa: E402
 from ihas_keras import schedule  # noqa: E402
 from ihas_keras.data import get_format  # noqa: E402
@@ -47,15 +44,8 @@ SPLITS = ("train", "eval", "test")
 
 def fit_logistic(x: dict, y: dict, rows: dict) -> tuple[np.ndarray, dict]:
     """Logistic regression on the ROWS of each split, C chosen on eval; (test scores, C)."""
-    best = None
-    for c in (0.01, 0.1, 1.0):
-        model = LogisticRegression(C=c, max_iter=2000).fit(x["train"][rows["train"]],
-                                                           y["train"][rows["train"]])
-        val = roc_auc_score(y["eval"][rows["eval"]],
-                            model.predict_proba(x["eval"][rows["eval"]])[:, 1])
-        if best is None or val > best[0]:
-            best = (val, c, model)
-    _, c, model = best
+    model, c = best_logistic({s: x[s][rows[s]] for s in SPLITS},
+                             {s: y[s][rows[s]] for s in SPLITS})
     return model.predict_proba(x["test"][rows["test"]])[:, 1], {"C": c}
 
 
@@ -127,13 +117,9 @@ def main() -> None:
         **{kind: {name: routed(fit, y, groups) for name, groups in groupings.items()}
            for kind, fit in fits.items()},
         "seconds": round(time.perf_counter() - start, 1),
-        "machine": {"arch": platform.machine(), "cpus": os.cpu_count(),
-                    "date": time.strftime("%Y-%m-%d")},
+        "machine": machine(),
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
-    print(json.dumps(report, indent=2))
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":

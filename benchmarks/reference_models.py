@@ -66,18 +66,38 @@ def fit_dnn(data: dict, sizes: list[int], seed: int) -> dict:
             "seconds": round(time.perf_counter() - start, 1)}
 
 
-def fit_logistic(data: dict) -> dict:
-    encoder = OneHotEncoder(handle_unknown="ignore").fit(data["train"][0])
-    x = {split: encoder.transform(data[split][0]) for split in data}
+def best_logistic(x: dict, y: dict) -> tuple[LogisticRegression, float]:
+    """Logistic regression fitted on X["train"], C chosen by AUC on X["eval"] from (0.01, 0.1,
+    1); (the model, its C)."""
     best = None
     for c in (0.01, 0.1, 1.0):
-        model = LogisticRegression(C=c, max_iter=2000).fit(x["train"], data["train"][1])
-        val = roc_auc_score(data["eval"][1], model.predict_proba(x["eval"])[:, 1])
+        model = LogisticRegression(C=c, max_iter=2000).fit(x["train"], y["train"])
+        val = roc_auc_score(y["eval"], model.predict_proba(x["eval"])[:, 1])
         if best is None or val > best[0]:
             best = (val, c, model)
     _, c, model = best
+    return model, c
+
+
+def fit_logistic(data: dict) -> dict:
+    encoder = OneHotEncoder(handle_unknown="ignore").fit(data["train"][0])
+    x = {split: encoder.transform(data[split][0]) for split in data}
+    model, c = best_logistic(x, {split: data[split][1] for split in data})
     return {"auc": float(roc_auc_score(data["test"][1], model.predict_proba(x["test"])[:, 1])),
             "C": c}
+
+
+def machine() -> dict:
+    """The machine and date a result was measured on."""
+    return {"arch": platform.machine(), "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
+
+
+def write_report(report: dict, out: str) -> None:
+    """Writes REPORT as JSON to OUT (its folder made) and prints it."""
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(report, f, indent=2)
+    print(json.dumps(report, indent=2))
 
 
 def main() -> None:
@@ -101,13 +121,9 @@ def main() -> None:
         "rows": {split: int(len(v[1])) for split, v in data.items()},
         "dnn": {"runs": runs, "auc_mean": float(np.mean(aucs)), "auc_std": float(np.std(aucs))},
         "logistic_regression": fit_logistic(data),
-        "machine": {"arch": platform.machine(), "cpus": os.cpu_count(),
-                    "date": time.strftime("%Y-%m-%d")},
+        "machine": machine(),
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
-    print(json.dumps(report, indent=2))
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":
