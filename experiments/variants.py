@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 
 import ihas_keras
-from ihas_keras import defaults
+from ihas_keras import defaults, optimizers
 from ihas_keras.cluster import ClusterPlan
 from ihas_keras.layers.backbone import Backbone
 from ihas_keras.models.adafs import AdaFS
@@ -277,7 +277,8 @@ class SeedRun:
     def _bilevel_fit(self, model):
         """Compiles a bi-level MODEL (search or selection) and runs the search stage on it."""
         s = self.settings
-        model.compile(architecture_optimizer=keras.optimizers.Adam(s.gate_learning_rate))
+        model.compile(
+            architecture_optimizer=optimizers.architecture_optimizer(s.gate_learning_rate))
         ihas_keras.search(model, self.train_data, self.validation_data, s.pretrain_epochs,
                           s.search_epochs, s.gate_every, verbose=s.verbose, patience=s.patience)
         return model
@@ -295,7 +296,7 @@ class SeedRun:
         kept = None if self.keep is None or key in self._searches else \
             self.keep.load_search(key, self.seed)
         if kept is not None:
-            kept.compile(architecture_optimizer=keras.optimizers.Adam(
+            kept.compile(architecture_optimizer=optimizers.architecture_optimizer(
                 self.settings.gate_learning_rate))
             self._searches[key] = kept
         if key not in self._searches:

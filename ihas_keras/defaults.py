@@ -17,6 +17,8 @@ CROSS_LAYERS = 2  # DCN-v2 cross layers
 LEARNING_RATE = 1e-3
 WEIGHT_DECAY = 1e-6
 GATE_LEARNING_RATE = 1e-2  # measured: at 1e-3 the gates do not polarize (benchmarks/README)
+# Embedding tables are updated lazily (`ihas_keras.optimizers.LazyAdam`: the looked-up rows only).
+LAZY_ADAM = True
 
 # The training rule of every model (`ihas_keras.schedule`): train until the validation AUC has
 # not improved for PATIENCE epochs, best weights restored, at most MAX_EPOCHS epochs a phase.

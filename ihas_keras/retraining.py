@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from ihas_keras import defaults, schedule
+from ihas_keras import defaults, optimizers, schedule
 from ihas_keras.cluster import ClusterPlan, fit_clusters
 from ihas_keras.models.recommender import Recommender
 from ihas_keras.models.routed import RoutedModel
@@ -16,19 +16,20 @@ from ihas_keras.warm_start import warm_start, warm_start_towers
 logger = logging.getLogger(__name__)
 
 
-def compile_recommender(model: keras.Model) -> keras.Model:
+def compile_recommender(model: keras.Model, lazy: bool = defaults.LAZY_ADAM) -> keras.Model:
     """Compiles MODEL with the paper's training setup.
 
-    Adam(1e-3, weight decay 1e-6), binary cross-entropy, AUC.
+    Adam(1e-3, weight decay 1e-6) (`optimizers.base_optimizer`), binary cross-entropy, AUC.
 
     Args:
         model: the model to compile.
+        lazy: update embedding rows only when looked up (`optimizers.LazyAdam`).
 
     Returns:
         MODEL, compiled.
     """
     model.compile(
-        optimizer=keras.optimizers.Adam(defaults.LEARNING_RATE, weight_decay=defaults.WEIGHT_DECAY),
+        optimizer=optimizers.base_optimizer(lazy),
         loss="binary_crossentropy",
         metrics=[keras.metrics.AUC(name="auc")],
     )

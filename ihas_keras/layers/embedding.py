@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 
@@ -51,7 +52,7 @@ class FieldEmbedding(keras.layers.Layer):
             if width > 0:
                 self.tables[field] = self.add_weight(
                     name=f"table_{field}", shape=(size, width),
-                    initializer=self.embeddings_initializer,
+                    initializer=self.embeddings_initializer, autocast=False,
                 )
         self.built = True
 
@@ -60,7 +61,10 @@ class FieldEmbedding(keras.layers.Layer):
         for field in self.fields:
             if field in self.tables:
                 ids = ops.reshape(ops.cast(inputs[field], "int32"), (-1,))
-                parts.append(ops.take(self.tables[field], ids, axis=0))
+                # A gather of the variable reads the looked-up rows only, and its gradient is
+                # sparse (`tf.IndexedSlices`), which `optimizers.LazyAdam` updates row by row.
+                rows = tf.gather(self.tables[field].value, ids)
+                parts.append(ops.cast(rows, self.compute_dtype))
         if not parts:
             batch = ops.shape(inputs[self.fields[0]])[0]
             return ops.zeros((batch, 0))

@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from ihas_keras import defaults
+from ihas_keras import defaults, optimizers
 
 
 class ArchSchedule:
@@ -208,17 +208,17 @@ class BilevelModel(keras.Model):
         """Compiles with two optimizers.
 
         Args:
-            optimizer: for every variable but the architecture's; default Adam(1e-3, weight
-                decay 1e-6).
-            architecture_optimizer: for the architecture variables; default Adam(1e-3).
+            optimizer: for every variable but the architecture's; default
+                `optimizers.base_optimizer()` (lazy Adam(1e-3), weight decay 1e-6).
+            architecture_optimizer: for the architecture variables; default
+                `optimizers.architecture_optimizer()` (Adam(1e-2)).
             loss: the prediction loss of both steps; default binary cross-entropy.
             metrics: metrics of the base and test steps; default `[AUC(name="auc")]`.
             **kwargs: more `keras.Model.compile` arguments.
         """
-        optimizer = optimizer or keras.optimizers.Adam(defaults.LEARNING_RATE,
-                                                       weight_decay=defaults.WEIGHT_DECAY)
-        self.architecture_optimizer = architecture_optimizer or keras.optimizers.Adam(
-            defaults.GATE_LEARNING_RATE)
+        optimizer = optimizer or optimizers.base_optimizer()
+        self.architecture_optimizer = (architecture_optimizer
+                                       or optimizers.architecture_optimizer())
         metrics = [keras.metrics.AUC(name="auc")] if metrics is None else metrics
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
         # Built here, outside any traced branch, each on its own variables only.

@@ -1,0 +1,84 @@
+"""LazyAdam on real gradients: Adam where rows are looked up, untouched rows left alone."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ihas_keras import optimizers
+from ihas_keras.layers.embedding import FieldEmbedding
+from ihas_keras.models.recommender import Recommender
+from ihas_keras.retraining import compile_recommender
+
+
+def _train(optimizer, batches):
+    """A 6 x 3 table and a dense 3 x 1 kernel trained on a squared loss over BATCHES of ids."""
+    keras.utils.set_random_seed(0)
+    embedding = FieldEmbedding(["a"], [6], [3])
+    embedding.build()
+    kernel = keras.Variable(np.linspace(0.5, 1.5, 3, dtype="float32")[:, None])
+    variables = [embedding.tables["a"], kernel]
+    for ids in batches:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum((embedding({"a": tf.constant(ids)}) @ kernel.value - 1.0) ** 2)
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+    return embedding.tables["a"].numpy(), kernel.numpy()
+
+
+def test_the_lookup_gradient_is_sparse():
+    embedding = FieldEmbedding(["a"], [1000], [4])
+    embedding.build()
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(embedding({"a": tf.constant([3, 3, 7])}))
+    grad = tape.gradient(loss, embedding.tables["a"])
+    assert isinstance(grad, tf.IndexedSlices)
+    assert sorted(grad.indices.numpy().tolist()) == [3, 3, 7]
+
+
+def test_rows_looked_up_every_step_train_as_with_dense_adam():
+    # Every row, once each (with a row twice, Keras's Adam squares the gradient's parts before
+    # summing them into the second moment; LazyAdam squares their sum, as dense Adam of the
+    # summed gradient does).
+    batches = [np.array([5, 1, 2, 3, 4, 0])] * 6
+    lazy = _train(optimizers.LazyAdam(0.1, weight_decay=1e-2), batches)
+    dense = _train(keras.optimizers.Adam(0.1, weight_decay=1e-2), batches)
+    for a, b in zip(lazy, dense, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    initial = _train(optimizers.LazyAdam(0.1), [])
+    assert np.abs(lazy[0] - initial[0]).min() > 1e-3  # every row moved
+
+
+def test_rows_not_looked_up_keep_their_weights_and_moments():
+    batches = [np.array([0, 1, 2])] + [np.array([0, 0, 1])] * 4
+    start = _train(optimizers.LazyAdam(0.1), [])[0]
+    after_one = _train(optimizers.LazyAdam(0.1, weight_decay=1e-2), batches[:1])[0]
+    optimizer = optimizers.LazyAdam(0.1, weight_decay=1e-2)
+    lazy = _train(optimizer, batches)[0]
+    dense = _train(keras.optimizers.Adam(0.1, weight_decay=1e-2), batches)[0]
+    np.testing.assert_array_equal(lazy[2], after_one[2])  # row 2: one step, then never again
+    np.testing.assert_array_equal(lazy[3:], start[3:])  # never looked up, no decay either
+    assert np.abs(dense[2] - after_one[2]).max() > 1e-3  # dense Adam kept moving row 2
+    assert np.abs(dense[3:] - start[3:]).max() > 0  # and decayed the untouched rows
+    first_moment = next(v for v in optimizer.variables
+                        if "momentum" in v.name and tuple(v.shape) == (6, 3)).numpy()
+    assert np.abs(first_moment[2]).max() > 0 and not first_moment[3:].any()
+
+
+def test_a_recommender_learns_with_lazy_adam_and_round_trips(tmp_path):
+    rng = np.random.default_rng(0)
+    ids = {"a": rng.integers(0, 50, 4096), "b": rng.integers(0, 20, 4096)}
+    y = ((ids["a"] % 2) ^ (ids["b"] % 3 == 0)).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((ids, y)).batch(256)
+    model = compile_recommender(Recommender(["a", "b"], [50, 20], [4, 4], hidden_units=[8]))
+    assert isinstance(model.optimizer, optimizers.LazyAdam)
+    model.fit(data, epochs=15, verbose=0)
+    assert model.evaluate(data, verbose=0, return_dict=True)["auc"] > 0.95
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.optimizer, optimizers.LazyAdam)
+    np.testing.assert_allclose(loaded.predict(data, verbose=0), model.predict(data, verbose=0))
+
+
+def test_amsgrad_is_refused():
+    with pytest.raises(ValueError, match="amsgrad"):
+        optimizers.LazyAdam(amsgrad=True)
