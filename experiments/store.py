@@ -20,7 +20,7 @@ _COSMETIC = ("progress", "verbose")
 _SEARCH_SETTINGS = ("embedding_dim", "batch_size", "pretrain_epochs", "search_epochs",
                     "gate_every", "patience", "regularization_weight", "gate_learning_rate")
 # Settings added later, and the value every run stored before them was made with.
-_INTRODUCED = {"shared_embedding": False}
+_INTRODUCED = {"shared_embedding": False, "routing": "gate"}
 # How a run is evaluated: runs evaluated otherwise (earlier versions) are not mixed in.
 EVALUATION = "serving export"
 

@@ -89,9 +89,10 @@ def search_kind(name: str) -> str | None:
 
 
 # Settings only the routed variants depend on: the others ignore them.
-_ROUTING_SETTINGS = ("clusters", "representation", "shared_embedding")
+_ROUTING_SETTINGS = ("clusters", "representation", "shared_embedding", "routing")
 # Settings a variant fixes itself, whatever the experiment's are.
-_FIXED_SETTINGS = {"ihas_shared": ("shared_embedding",), "ihas_separate": ("shared_embedding",),
+_FIXED_SETTINGS = {"ihas_shared": ("shared_embedding",),
+                   "ihas_separate": ("shared_embedding", "routing"),
                    "ihas_scratch": ("warm_start",)}
 
 
@@ -204,6 +205,8 @@ class Settings:
         warm_start: per-cluster models start from the search model's kept columns.
         shared_embedding: the routed variants' clusters are towers over one shared embedding
             (`ihas_shared` and `ihas_separate` always are and are not).
+        routing: how the routed variants with shared towers route: "distilled" or "gate"
+            (`RoutedModel.ROUTINGS`; `ihas_separate` always routes by the gate).
         regularization_weight: the gate regularizer's weight.
         gate_learning_rate: the architecture optimizer's learning rate, gates and selectors
             alike.
@@ -224,6 +227,7 @@ class Settings:
     representation: str = defaults.REPRESENTATION
     warm_start: bool = defaults.WARM_START
     shared_embedding: bool = defaults.SHARED_EMBEDDING
+    routing: str = defaults.ROUTING
     regularization_weight: float = defaults.REGULARIZATION_WEIGHT
     gate_learning_rate: float = defaults.GATE_LEARNING_RATE  # gates and selectors alike
     adafs_k: int | None = None  # fields AdaFS-hard keeps; None: half
@@ -364,7 +368,8 @@ class SeedRun:
                    "patience": s.patience, "verbose": s.verbose,
                    "warm": s.warm_start and kind != "ihas_scratch",
                    "shared": kind == "ihas_shared" or (s.shared_embedding
-                                                       and kind != "ihas_separate")}
+                                                       and kind != "ihas_separate"),
+                   "routing": s.routing}
         if kind != "ihas_2" and s.clusters == "auto":
             model, plan, scores = ihas_keras.choose_clusters(
                 search, self.train_data, self.validation_data,

@@ -270,6 +270,7 @@ def _add_experiment_verb(verbs) -> None:
     from experiments.variants import DEFAULT_VARIANTS, Settings
     from ihas_keras import defaults
     from ihas_keras.layers.router import REPRESENTATIONS
+    from ihas_keras.models.routed import RoutedModel
 
     def run(args: argparse.Namespace) -> int:
         from ihas_cli.experiment import run_command
@@ -298,6 +299,9 @@ def _add_experiment_verb(verbs) -> None:
     exp.add_argument("--shared-embedding", action=argparse.BooleanOptionalAction,
                      default=Settings.shared_embedding,
                      help="cluster models are towers over one shared embedding")
+    exp.add_argument("--routing", choices=RoutedModel.ROUTINGS, default=Settings.routing,
+                     help="how shared towers route at serving: a linear router distilled from "
+                     "the gate, or the gate itself")
     exp.add_argument("--patience", type=int, default=Settings.patience,
                      help="epochs without a better validation AUC before any model stops")
     exp.add_argument("--epochs", type=int, default=Settings.epochs,

@@ -37,6 +37,11 @@ MAX_GATE_EVERY = 5
 
 # The search stage: pretraining with open gates, then bi-level search (each to early stop).
 PRETRAIN_EPOCHS = MAX_EPOCHS
+# How the served routed model picks a cluster: "gate" (the paper's: the search model's gate and
+# the nearest centroid) or "distilled" (a linear router over the towers' embedding, trained to
+# reproduce the gate's routing; shared towers only).
+ROUTING = "distilled"
+ROUTER_LEARNING_RATE = 1e-2
 SEARCH_EPOCHS = MAX_EPOCHS
 
 # The Bernoulli gates and their regularizer (the paper's Eq. 5).
@@ -61,6 +66,11 @@ WARM_START = True  # per-cluster models start from the search model's kept colum
 # with its own embeddings per cluster). A tie in AUC, 3x faster to retrain (benchmarks/README).
 SHARED_EMBEDDING = True
 RETRAIN_EPOCHS = MAX_EPOCHS
+# How the served routed model picks a cluster: "gate" (the paper's: the search model's gate and
+# the nearest centroid) or "distilled" (a linear router over the towers' embedding, trained to
+# reproduce the gate's routing; shared towers only).
+ROUTING = "distilled"
+ROUTER_LEARNING_RATE = 1e-2
 
 # Data: the split seed, the rare-value threshold of the vocabularies, the bad-row limit.
 SPLIT_SEED = 0

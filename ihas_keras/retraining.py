@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from ihas_keras import defaults, optimizers, schedule
 from ihas_keras.cluster import ClusterPlan, fit_clusters
+from ihas_keras.distill import distill_router
 from ihas_keras.models.recommender import Recommender
 from ihas_keras.models.routed import RoutedModel
 from ihas_keras.models.search import SearchModel
@@ -118,7 +119,8 @@ def retrain(search: SearchModel, plan: ClusterPlan, train: tf.data.Dataset,
             epochs: int = defaults.RETRAIN_EPOCHS, batch_size: int = defaults.BATCH_SIZE,
             patience: int = defaults.PATIENCE, verbose: str | int = "auto",
             warm: bool = defaults.WARM_START, seed: int | None = None,
-            shared: bool = defaults.SHARED_EMBEDDING) -> keras.Model:
+            shared: bool = defaults.SHARED_EMBEDDING,
+            routing: str = defaults.ROUTING) -> keras.Model:
     """The retrain stage: one recommender per cluster, trained on its examples.
 
     With K >= 2 clusters, the routed model: SEARCH's embeddings and gate route each example to
@@ -129,7 +131,10 @@ def retrain(search: SearchModel, plan: ClusterPlan, train: tf.data.Dataset,
 
     With SHARED (K >= 2), the clusters share one trainable embedding and each has a tower over
     its kept columns (`layers.towers.SharedTowers`); the routed model is trained as a whole on
-    every example, each scored by its cluster's tower.
+    every example, each scored by its cluster's tower. Then, with ROUTING "distilled", its
+    router is distilled (`distill.distill_router`): the model returned routes by a linear router
+    over the towers' embedding, trained to reproduce the gate's routing, and serves with one
+    lookup. One recommender per cluster always routes by the gate.
 
     With WARM, each recommender starts from SEARCH's kept embedding columns and backbone
     (`warm_start`); otherwise from scratch, as one reading of the paper has it.
@@ -148,10 +153,15 @@ def retrain(search: SearchModel, plan: ClusterPlan, train: tf.data.Dataset,
         seed: reseeds Keras's random state before the recommenders are made, so that their
             initialisation does not depend on what ran before; None leaves it.
         shared: towers over one shared embedding instead of one recommender per cluster.
+        routing: with SHARED, how the returned model routes: "gate" or "distilled"
+            (`RoutedModel.ROUTINGS`).
 
     Returns:
         The routed model (K >= 2) or the recommender (K = 1), trained.
     """
+    if routing not in RoutedModel.ROUTINGS:
+        raise ValueError(f"retrain: unknown routing {routing!r}; allowed: "
+                         f"{', '.join(RoutedModel.ROUTINGS)}")
     if seed is not None:
         keras.utils.set_random_seed(seed)
     kept = plan.kept_dimensions()
@@ -170,6 +180,8 @@ def retrain(search: SearchModel, plan: ClusterPlan, train: tf.data.Dataset,
         logger.info("retrain: %d towers over one embedding (%s examples, widths %s)",
                     plan.num_clusters, [int(n) for n in plan.sizes], plan.widths().tolist())
         fit_recommender(_Probability(routed), train, validation, epochs, patience, verbose)
+        if routing == "distilled":
+            routed, _ = distill_router(routed, train, validation, epochs, patience, verbose)
         return routed
     for k, recommender in enumerate(routed.recommenders):
         if plan.sizes[k] == 0:

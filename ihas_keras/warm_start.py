@@ -56,8 +56,22 @@ def warm_start_towers(towers: SharedTowers, search: SearchModel) -> None:
     if towers.linear is not None and search.linear is not None:
         for field, table in towers.linear.tables.items():
             table.assign(search.linear.tables[field])
-    for tower, columns in zip(towers.towers, towers.columns, strict=True):
-        _copy_backbone(tower, search.backbone, np.asarray(columns, int))
+    if towers.block is None:
+        for tower, columns in zip(towers.towers, towers.columns, strict=True):
+            _copy_backbone(tower, search.backbone, np.asarray(columns, int))
+        return
+    source = search.backbone
+    if source.kind != "dnn" or source.hidden_units != towers.hidden_units or source.mlp is None:
+        return
+    for k, columns in enumerate(towers.columns):
+        rows = np.asarray(columns, int)
+        weights = []
+        for i, dense in enumerate(source.mlp.dense_layers):
+            kernel = dense.kernel.numpy()
+            weights += [kernel[rows] if i == 0 else kernel, dense.bias.numpy()]
+        head = source.head.kernel.numpy()
+        weights += [head[rows] if not weights else head, source.bias.numpy()]
+        towers.block.set_tower_weights(k, weights)
 
 
 def _copy_backbone(target, source, rows: np.ndarray) -> None:

@@ -70,6 +70,7 @@ class PipelineConfig:
             (IHAS_WARM_START: 1/0, true/false, yes/no or on/off).
         shared_embedding: Retrain's cluster models are towers over one shared embedding
             (IHAS_SHARED_EMBEDDING, a boolean as above).
+        routing: how Retrain's shared-towers model routes at serving: "distilled" or "gate".
         batch_size: examples per batch in Search, Cluster and Retrain; 0 (the default): by the
             rule of split "train"'s rows (`ihas_keras.schedule.batch_size`).
         margin: Evaluate's margin: blessed when routed AUC >= base AUC - margin.
@@ -100,6 +101,7 @@ class PipelineConfig:
     retrain_epochs: int = defaults.RETRAIN_EPOCHS
     warm_start: bool = defaults.WARM_START
     shared_embedding: bool = defaults.SHARED_EMBEDDING
+    routing: str = defaults.ROUTING
     batch_size: int = 0  # 0: by the rule of the training rows
     margin: float = defaults.BLESSING_MARGIN  # blessed when routed AUC >= base AUC - margin
     beam_args: tuple = ("--direct_num_workers=2", "--direct_running_mode=multi_threading")

@@ -71,7 +71,7 @@ def create_components(config: PipelineConfig) -> list:
         cluster_plan=cluster.outputs["cluster_plan"], epochs=config.retrain_epochs,
         patience=config.patience, batch_size=config.batch_size,
         warm_start=config.warm_start, shared_embedding=config.shared_embedding,
-        seed=config.seed, **data,
+        routing=config.routing, seed=config.seed, **data,
     )
     evaluate = Evaluate(
         examples=examples, model=retrain.outputs["model"], baseline=retrain.outputs["baseline"],

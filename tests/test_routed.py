@@ -11,8 +11,9 @@ from sklearn.metrics import adjusted_rand_score
 
 import ihas_keras
 from ihas_keras import plots, retraining
+from ihas_keras.distill import distill_router
 from ihas_keras.layers.router import REPRESENTATIONS
-from ihas_keras.layers.towers import SharedTowers
+from ihas_keras.layers.towers import BlockTowers, SharedTowers
 from ihas_keras.warm_start import warm_start, warm_start_towers
 from tests.planted import planted_criteo
 
@@ -194,7 +195,7 @@ def test_shared_towers_read_only_their_kept_columns(stages):
 def test_shared_towers_train_as_one_model_and_round_trip(stages, tmp_path):
     model, plan, _, test, _, x, y = stages
     routed = ihas_keras.retrain(model, plan, batches(x, y, 0, 20000), batches(x, y, 48000, 54000),
-                                epochs=1, batch_size=512, verbose=0, shared=True)
+                                epochs=1, batch_size=512, verbose=0, shared=True, routing="gate")
     searched = model.embedding.tables["C1"].numpy()
     assert not np.allclose(routed.towers.embedding.tables["C1"].numpy(), searched)
     np.testing.assert_array_equal(routed.embedding.tables["C1"].numpy(), searched)  # the router
@@ -202,3 +203,63 @@ def test_shared_towers_train_as_one_model_and_round_trip(stages, tmp_path):
     loaded = keras.models.load_model(tmp_path / "shared.keras")
     for key in ("probability", "cluster"):
         np.testing.assert_array_equal(routed(test)[key].numpy(), loaded(test)[key].numpy())
+
+
+def test_block_towers_compute_each_tower_on_its_own_columns():
+    """All towers in one block-structured MLP give each example its own tower's logit, as a
+    plain numpy MLP over that tower's columns does; entries outside the blocks play no part."""
+    rng = np.random.default_rng(0)
+    columns = [[0, 3, 4, 9], [1, 2, 3, 5, 6, 7, 8, 10, 11], []]
+    block = BlockTowers(12, columns, hidden_units=[4, 2])
+    block.build()
+    towers = []
+    for k, cols in enumerate(columns):
+        weights = [rng.normal(size=s).astype("float32") for s in
+                   [(len(cols), 4), (4,), (4, 2), (2,), (2, 1), (1,)]]
+        block.set_tower_weights(k, weights)
+        towers.append(weights)
+    for k, weights in enumerate(towers):
+        for got, want in zip(block.tower_weights(k), weights, strict=True):
+            np.testing.assert_array_equal(got.reshape(want.shape), want)
+    x = rng.normal(size=(50, 12)).astype("float32")
+    cluster = rng.integers(0, 3, 50).astype("int32")
+
+    def mlp(rows, w):
+        h = np.maximum(rows @ w[0] + w[1], 0)
+        h = np.maximum(h @ w[2] + w[3], 0)
+        return (h @ w[4] + w[5])[:, 0]
+
+    want = np.array([mlp(x[i:i + 1, columns[c]], towers[c])[0] for i, c in enumerate(cluster)])
+    np.testing.assert_allclose(block((x, cluster)).numpy(), want, rtol=1e-5, atol=1e-5)
+    for kernel, mask in zip(block.kernels, block._masks, strict=True):
+        kernel.assign(kernel.numpy() + (1 - mask) * 100.0)
+    np.testing.assert_allclose(block((x, cluster)).numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_the_distilled_router_reproduces_the_gate_from_the_towers_lookup(stages, tmp_path):
+    """retrain's default: the shared towers' model routes by a linear router over the towers'
+    own embedding, trained to send each example where the gate does; nothing of the search
+    model is left in it, and where both route alike they score alike (the same towers)."""
+    model, plan, _, test, _, x, y = stages
+    train, val = batches(x, y, 0, 20000), batches(x, y, 48000, 54000)
+    gate = ihas_keras.retrain(model, plan, train, val, epochs=1, batch_size=512, verbose=0,
+                              shared=True, routing="gate", seed=0)
+    served = ihas_keras.retrain(model, plan, train, val, epochs=1, batch_size=512, verbose=0,
+                                shared=True, seed=0)
+    assert served.routing == "distilled" and served.gate is None and served.embedding is None
+    assert not any("gate" in w.path or "centroids" in w.path for w in served.weights)
+    distilled, agreement = distill_router(gate, train, val, verbose=0)
+    expected, got = gate(test), distilled(test)
+    same = expected["cluster"].numpy() == got["cluster"].numpy()
+    assert same.mean() > 0.9 and agreement > 0.9  # measured: 0.99 and 0.99
+    np.testing.assert_allclose(got["probability"].numpy()[same],
+                               expected["probability"].numpy()[same], rtol=1e-5, atol=1e-6)
+    distilled.save(tmp_path / "distilled.keras")
+    loaded = keras.models.load_model(tmp_path / "distilled.keras")
+    for key in ("probability", "cluster"):
+        np.testing.assert_array_equal(distilled(test)[key].numpy(), loaded(test)[key].numpy())
+    with pytest.raises(ValueError, match="shared towers"):
+        ihas_keras.RoutedModel(model.fields, model.vocab_sizes, model.embedding_dim,
+                               plan.widths().tolist(), routing="distilled")
+    with pytest.raises(ValueError, match="routing"):
+        ihas_keras.retrain(model, plan, train, routing="nearest")

@@ -26,6 +26,7 @@ class RetrainSpec(types.ComponentSpec):
         "batch_size": ExecutionParameter(type=int),
         "warm_start": ExecutionParameter(type=int),  # 0 or 1, as TFX's own components do
         "shared_embedding": ExecutionParameter(type=int, optional=True),  # 0 or 1
+        "routing": ExecutionParameter(type=str, optional=True),
         "seed": ExecutionParameter(type=int),
     }
     INPUTS = {
@@ -66,6 +67,8 @@ class Retrain(base_component.BaseComponent):
             backbone (`ihas_keras.retrain`'s `warm`); False (0) trains them from scratch.
         shared_embedding: the clusters' models are towers over one shared embedding
             (`ihas_keras.retrain`'s `shared`); False (0): one recommender per cluster.
+        routing: how the shared towers' model routes at serving: "distilled" (a linear router
+            over the towers' embedding) or "gate" (the search model's gate and centroids).
         seed: seeds the training shuffle and the recommenders' initialisation.
     """
 
@@ -78,12 +81,13 @@ class Retrain(base_component.BaseComponent):
                  epochs: int = defaults.RETRAIN_EPOCHS, patience: int = defaults.PATIENCE,
                  batch_size: int = 0, warm_start: bool | int = defaults.WARM_START,
                  shared_embedding: bool | int = defaults.SHARED_EMBEDDING,
-                 seed: int = defaults.SPLIT_SEED) -> None:
+                 routing: str = defaults.ROUTING, seed: int = defaults.SPLIT_SEED) -> None:
         spec = RetrainSpec(
             examples=examples, transform_graph=transform_graph, search_model=model,
             cluster_plan=cluster_plan, format=format, schema=schema, backbone=backbone,
             epochs=epochs, patience=patience, batch_size=batch_size,
-            warm_start=int(warm_start), shared_embedding=int(shared_embedding), seed=seed,
+            warm_start=int(warm_start), shared_embedding=int(shared_embedding),
+            routing=routing, seed=seed,
             model=types.Channel(type=standard_artifacts.Model),
             baseline=types.Channel(type=standard_artifacts.Model),
         )

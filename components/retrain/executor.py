@@ -58,7 +58,8 @@ class Executor(base_executor.BaseExecutor):
         model = retrain(search, plan, train, validation, backbone, epochs, batch, patience,
                         verbose=2, warm=bool(exec_properties["warm_start"]), seed=seed,
                         shared=_flag(exec_properties, "shared_embedding",
-                                     defaults.SHARED_EMBEDDING))
+                                     defaults.SHARED_EMBEDDING),
+                        routing=exec_properties.get("routing") or defaults.ROUTING)
         logging.info("Retrain: K = %d, %s", plan.num_clusters,
                      "a routed model" if plan.num_clusters > 1 else
                      f"one recommender of widths {plan.widths()[0].tolist()}")

@@ -32,6 +32,10 @@ class RoutedModel(keras.Model):
     With COLUMNS, the clusters share one embedding instead (`layers.towers.SharedTowers`): one
     trainable full-width embedding, and per cluster a tower over the columns it keeps.
 
+    ROUTING "distilled" (with COLUMNS only) serves without the search model's parts: a linear
+    router over the towers' own embedding picks the cluster (`distill.distill_router` trains it
+    to reproduce the gate routing), so one lookup feeds both the router and the towers.
+
     Args:
         fields: the field names, in order.
         vocab_sizes: each field's vocabulary size (its table's rows).
@@ -47,11 +51,16 @@ class RoutedModel(keras.Model):
             (`layers.router.REPRESENTATIONS`).
         columns: None: one `Recommender` per cluster; else K lists of kept column indices
             (`layers.towers.kept_columns`) for towers over one shared embedding.
+        routing: "gate" (the search model's embeddings, gate and centroids) or "distilled" (a
+            linear router over the towers' embedding); one of `ROUTINGS`.
         **kwargs: `keras.Model` arguments (such as `name`).
 
     Raises:
-        ValueError: an unknown representation, or COLUMNS whose per-field counts are not WIDTHS.
+        ValueError: an unknown representation or routing, "distilled" without COLUMNS, or
+            COLUMNS whose per-field counts are not WIDTHS.
     """
+
+    ROUTINGS = ("gate", "distilled")
 
     def __init__(self, fields: Sequence[str], vocab_sizes: Sequence[int], embedding_dim: int,
                  widths: Sequence[Sequence[int]], backbone: str = defaults.BACKBONE,
@@ -60,9 +69,18 @@ class RoutedModel(keras.Model):
                  bins: int = defaults.THRESHOLD_BINS,
                  smoothing: int = defaults.THRESHOLD_SMOOTHING,
                  representation: str = defaults.REPRESENTATION,
-                 columns: Sequence[Sequence[int]] | None = None, **kwargs) -> None:
+                 columns: Sequence[Sequence[int]] | None = None, routing: str = "gate",
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.representation = check_representation(representation, "RoutedModel")
+        if routing not in self.ROUTINGS:
+            raise ValueError(f"RoutedModel: unknown routing {routing!r}; allowed: "
+                             f"{', '.join(self.ROUTINGS)}")
+        if routing == "distilled" and columns is None:
+            raise ValueError("RoutedModel: distilled routing needs shared towers (columns)")
+        self.routing = routing
+        self.instance_wise, self.bins, self.smoothing = bool(instance_wise), int(bins), int(
+            smoothing)
         self.fields = list(fields)
         self.vocab_sizes = [int(v) for v in vocab_sizes]
         self.embedding_dim = int(embedding_dim)
@@ -71,11 +89,16 @@ class RoutedModel(keras.Model):
         self.hidden_units = [int(u) for u in hidden_units]
         self.cross_layers = int(cross_layers)
         units = self.embedding_dim * len(self.fields)
-        self.embedding = FieldEmbedding(self.fields, self.vocab_sizes,
-                                        [self.embedding_dim] * len(self.fields), name="embedding")
-        self.gate = BernoulliGate(units, mode="deterministic", instance_wise=instance_wise,
-                                  bins=bins, smoothing=smoothing, name="gate")
-        self.router = CentroidRouter(len(self.widths), units, name="router")
+        self.embedding = self.gate = None
+        if routing == "gate":
+            self.embedding = FieldEmbedding(self.fields, self.vocab_sizes,
+                                            [self.embedding_dim] * len(self.fields),
+                                            name="embedding")
+            self.gate = BernoulliGate(units, mode="deterministic", instance_wise=instance_wise,
+                                      bins=bins, smoothing=smoothing, name="gate")
+            self.router = CentroidRouter(len(self.widths), units, name="router")
+        else:
+            self.router = keras.layers.Dense(len(self.widths), name="router")
         self.recommenders, self.towers = [], None
         if columns is None:
             self.recommenders = [
@@ -91,9 +114,11 @@ class RoutedModel(keras.Model):
                 raise ValueError("RoutedModel: the kept columns' per-field counts "
                                  f"{self.towers.widths().tolist()} are not the widths "
                                  f"{self.widths}")
-        for layer in (self.embedding, self.gate, self.router):
-            layer.trainable = False
         self(dummy_batch(self.fields))
+        # Frozen after they are built, so that `distill.distill_router` can train the router.
+        for layer in (self.embedding, self.gate, self.router):
+            if layer is not None:
+                layer.trainable = False
 
     @classmethod
     def from_search(cls, search: "SearchModel", plan: "ClusterPlan", backbone: str | None = None,
@@ -133,11 +158,29 @@ class RoutedModel(keras.Model):
         Returns:
             The cluster ids, int32 [B].
         """
+        if self.routing == "distilled":
+            return self.distilled_route(self.towers.embed(inputs)[0])
         embedded = self.embedding(inputs)
         mask, p = self.gate(embedded)
         return self.router(routing_points(self.representation, embedded, mask, p))
 
+    def distilled_route(self, embedded: tf.Tensor) -> tf.Tensor:
+        """Cluster ids from the towers' embeddings, by the distilled router.
+
+        Args:
+            embedded: `SharedTowers.embed`'s embeddings [B, D].
+
+        Returns:
+            The cluster ids, int32 [B].
+        """
+        return ops.cast(ops.argmax(self.router(embedded), axis=-1), "int32")
+
     def call(self, inputs):
+        if self.routing == "distilled":
+            embedded, linear = self.towers.embed(inputs)
+            cluster = self.distilled_route(embedded)
+            return {"probability": self.towers.score(embedded, linear, cluster),
+                    "cluster": cluster}
         cluster = self.route(inputs)
         if self.towers is not None:
             probability = self.towers((inputs, cluster))
@@ -166,9 +209,10 @@ class RoutedModel(keras.Model):
             "backbone": self.backbone_kind,
             "hidden_units": self.hidden_units,
             "cross_layers": self.cross_layers,
-            "instance_wise": self.gate.instance_wise,
-            "bins": self.gate.bins,
-            "smoothing": self.gate.smoothing,
+            "instance_wise": self.instance_wise,
+            "bins": self.bins,
+            "smoothing": self.smoothing,
             "representation": self.representation,
             "columns": None if self.towers is None else self.towers.columns,
+            "routing": self.routing,
         }
