@@ -5,11 +5,13 @@ import json
 
 import numpy as np
 import tensorflow as tf
+from keras import ops
 from sklearn.cluster import KMeans
 from tqdm import tqdm
 
 from ihas_keras import defaults
 from ihas_keras.layers.router import check_representation
+from ihas_keras.layers.threshold import histogram_threshold
 from ihas_keras.models.search import SearchModel
 
 
@@ -25,6 +27,11 @@ class ClusterPlan:
         sizes: [K], the number of each cluster's examples.
         representation: what was clustered (`layers.router.REPRESENTATIONS`); plans written
             before it was recorded clustered the masked embeddings.
+        threshold: one threshold of the gate probabilities for every example: the histogram
+            threshold of the sample's probabilities pooled (`global_threshold`); None in plans
+            written before it was recorded.
+        threshold_agreement: the fraction of the sample's mask entries on which that threshold
+            and each example's own histogram threshold agree.
     """
 
     fields: list[str]
@@ -33,6 +40,20 @@ class ClusterPlan:
     keep: np.ndarray
     sizes: np.ndarray
     representation: str = "masked_embedding"
+    threshold: float | None = None
+    threshold_agreement: float | None = None
+
+    def serving_threshold(self) -> float | None:
+        """The gate's threshold at serving: `threshold` where it agrees with the per-example
+        thresholds on at least `defaults.GLOBAL_THRESHOLD_AGREEMENT` of the mask entries.
+
+        Returns:
+            The threshold, or None: each example's own histogram threshold.
+        """
+        if self.threshold_agreement is None or (
+                self.threshold_agreement < defaults.GLOBAL_THRESHOLD_AGREEMENT):
+            return None
+        return self.threshold
 
     @property
     def num_clusters(self) -> int:
@@ -82,6 +103,7 @@ class ClusterPlan:
             data["fields"], int(data["embedding_dim"]), np.asarray(data["centroids"], "float32"),
             np.asarray(data["keep"], "float32"), np.asarray(data["sizes"], "int64"),
             str(data.get("representation", "masked_embedding")),
+            data.get("threshold"), data.get("threshold_agreement"),
         )
 
 
@@ -91,6 +113,37 @@ def _points(model: SearchModel, dataset: tf.data.Dataset, representation: str):
     for x, *_ in dataset:
         points, mask = step(x)
         yield points.numpy(), mask.numpy()
+
+
+def global_threshold(model: SearchModel, dataset: tf.data.Dataset,
+                     rows: int = defaults.GLOBAL_THRESHOLD_ROWS) -> tuple[float, float]:
+    """One threshold of the gate probabilities for all examples, and how it agrees.
+
+    The histogram threshold (`layers.threshold.histogram_threshold`) of the gate probabilities
+    of DATASET's first ROWS examples, pooled as one histogram; its agreement is the fraction of
+    those examples' mask entries it decides as each example's own histogram threshold does.
+
+    Args:
+        model: the trained search model.
+        dataset: (features, label) batches.
+        rows: the examples read.
+
+    Returns:
+        (the threshold, the agreement).
+    """
+    gate = model.gate
+    probabilities = tf.function(lambda x: ops.sigmoid(gate.logits(model.embedding(x))))
+    parts, seen = [], 0
+    for x, *_ in dataset:
+        parts.append(probabilities(x).numpy())
+        seen += len(parts[-1])
+        if seen >= rows:
+            break
+    p = np.concatenate(parts)[:rows]
+    pooled = histogram_threshold(p.reshape(1, -1), gate.bins, gate.smoothing)
+    threshold = float(pooled.numpy()[0])
+    own = histogram_threshold(p, gate.bins, gate.smoothing).numpy()[:, None]
+    return threshold, float(np.mean((p > threshold) == (p > own)))
 
 
 def uniform_sample(batches, size: int, seed: int) -> np.ndarray:
@@ -177,6 +230,7 @@ def fit_clusters(model: SearchModel, dataset: tf.data.Dataset,
             keep_sum[k] += mask[labels == k].sum(0)
         sizes += np.bincount(labels, minlength=num_clusters)
     keep = keep_sum / np.maximum(sizes, 1)[:, None]
+    threshold, agreement = global_threshold(model, dataset)
     return ClusterPlan(model.fields, model.embedding_dim,
                        kmeans.cluster_centers_.astype("float32"), keep.astype("float32"), sizes,
-                       representation)
+                       representation, threshold, agreement)

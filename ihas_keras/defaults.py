@@ -42,6 +42,7 @@ PRETRAIN_EPOCHS = MAX_EPOCHS
 # reproduce the gate's routing; shared towers only).
 ROUTING = "distilled"
 ROUTER_LEARNING_RATE = 1e-2
+ROUTER_MIN_DELTA = 1e-3  # the distilled router stops once its agreement gains less an epoch
 SEARCH_EPOCHS = MAX_EPOCHS
 
 # The Bernoulli gates and their regularizer (the paper's Eq. 5).
@@ -61,6 +62,11 @@ CLUSTER_CANDIDATES = (1, 2, 3, 4)  # the K tried by clusters "auto", chosen by v
 REPRESENTATION = "masked_embedding"
 CLUSTER_SAMPLE = 50_000  # examples K-Means is fitted on (a uniform sample of the stream)
 KMEANS_RESTARTS = 10  # K-Means initialisations; the best (lowest inertia) is kept
+# The gate's one threshold for all examples (computed on this many training examples) replaces
+# the per-example histogram threshold at routing where it decides at least this fraction of the
+# mask entries alike.
+GLOBAL_THRESHOLD_ROWS = 20_000
+GLOBAL_THRESHOLD_AGREEMENT = 0.98
 WARM_START = True  # per-cluster models start from the search model's kept columns
 # Cluster models: towers over one shared embedding, trained as one model (False: one recommender
 # with its own embeddings per cluster). A tie in AUC, 3x faster to retrain (benchmarks/README).
@@ -71,6 +77,7 @@ RETRAIN_EPOCHS = MAX_EPOCHS
 # reproduce the gate's routing; shared towers only).
 ROUTING = "distilled"
 ROUTER_LEARNING_RATE = 1e-2
+ROUTER_MIN_DELTA = 1e-3  # the distilled router stops once its agreement gains less an epoch
 
 # Data: the split seed, the rare-value threshold of the vocabularies, the bad-row limit.
 SPLIT_SEED = 0

@@ -39,8 +39,9 @@ def distill_router(routed: RoutedModel, train: tf.data.Dataset,
 
     The copy has ROUTED's towers (weights copied) and a router trained on TRAIN to predict the
     cluster ROUTED's gate gives each example (cross-entropy, Adam at
-    `defaults.ROUTER_LEARNING_RATE`), until its accuracy on VALIDATION has not improved for
-    PATIENCE epochs (best weights restored), at most EPOCHS epochs.
+    `defaults.ROUTER_LEARNING_RATE`), until its agreement on VALIDATION has not improved by
+    `defaults.ROUTER_MIN_DELTA` for PATIENCE epochs (best weights restored), at most EPOCHS
+    epochs.
 
     Args:
         routed: a trained gate-routed model with shared towers.
@@ -76,7 +77,8 @@ def distill_router(routed: RoutedModel, train: tf.data.Dataset,
     callbacks, options = [], {}
     if validation is not None:
         callbacks.append(keras.callbacks.EarlyStopping(
-            "val_agreement", patience=patience, mode="max", restore_best_weights=True))
+            "val_agreement", patience=patience, mode="max", restore_best_weights=True,
+            min_delta=defaults.ROUTER_MIN_DELTA))
         options["validation_data"] = validation.map(label)
     student.fit(train.map(label), epochs=epochs, callbacks=callbacks, verbose=verbose,
                 shuffle=False, **options)

@@ -48,6 +48,11 @@ def test_modes_open_and_deterministic():
     np.testing.assert_array_equal(m1.numpy(), (p1.numpy() > t[:, None]).astype("float32"))
     with pytest.raises(ValueError, match="not one of"):
         gate.mode = "sometimes"
+    fixed = BernoulliGate.from_config({**gate.get_config(), "global_threshold": 0.4})
+    fixed.build()
+    fixed.set_weights(gate.get_weights())
+    m3, p3 = fixed(e)
+    np.testing.assert_array_equal(m3.numpy(), (p3.numpy() > 0.4).astype("float32"))
 
 
 def test_not_instance_wise_gives_every_example_the_same_probabilities():

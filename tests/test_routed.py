@@ -1,5 +1,6 @@
 """From search to clusters to the routed model, on generated data with planted segments."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import ihas_keras
 from ihas_keras import plots, retraining
 from ihas_keras.distill import distill_router
 from ihas_keras.layers.router import REPRESENTATIONS
+from ihas_keras.layers.threshold import histogram_threshold
 from ihas_keras.layers.towers import BlockTowers, SharedTowers
 from ihas_keras.warm_start import warm_start, warm_start_towers
 from tests.planted import planted_criteo
@@ -85,6 +87,29 @@ def test_every_model_round_trips(stages, tmp_path):
     again = ihas_keras.ClusterPlan.load(str(tmp_path / "plan.json"))
     np.testing.assert_array_equal(again.widths(), plan.widths())
     np.testing.assert_allclose(again.centroids, plan.centroids)
+    assert (again.threshold, again.threshold_agreement) == (plan.threshold,
+                                                             plan.threshold_agreement)
+
+
+def test_the_plan_keeps_one_threshold_and_routes_by_it_where_it_agrees(stages):
+    """The plan's global threshold is the pooled histogram's valley; its agreement is measured
+    against each example's own threshold, and the routed model uses it only above the bar."""
+    model, plan, _, test, *_ = stages
+    p = tf.sigmoid(model.gate.logits(model.embedding(
+        {f: v[:2000] for f, v in test.items()}))).numpy()
+    pooled = histogram_threshold(p.reshape(1, -1)).numpy()[0]
+    assert 0 < plan.threshold < 1 and 0.5 < plan.threshold_agreement <= 1
+    own = histogram_threshold(p).numpy()[:, None]
+    # Another sample of the same model: the same threshold up to a bin, a similar agreement.
+    assert abs(pooled - plan.threshold) <= 0.011
+    assert abs(np.mean((p > plan.threshold) == (p > own)) - plan.threshold_agreement) < 0.05
+    for agreement, expected in ((0.99, plan.threshold), (0.9, None)):
+        changed = dataclasses.replace(plan, threshold_agreement=agreement)
+        assert changed.serving_threshold() == expected
+        routed = ihas_keras.RoutedModel.from_search(model, changed, shared=True)
+        assert routed.gate.global_threshold == expected
+        again = ihas_keras.RoutedModel.from_config(routed.get_config())
+        assert again.gate.global_threshold == expected
 
 
 def test_plots_are_written(stages, tmp_path):

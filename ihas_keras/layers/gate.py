@@ -26,7 +26,8 @@ class BernoulliGate(keras.layers.Layer):
       - "stochastic": in training, a straight-through Gumbel-Softmax sample at `temperature`
         (hard 0/1 forward, the tempered soft sample's gradient backward); outside training,
         the deterministic mask below, so that evaluating the search model needs no noise;
-      - "deterministic": mask = p > t, with t each example's histogram threshold (TF ops only);
+      - "deterministic": mask = p > t, with t each example's histogram threshold (TF ops only),
+        or one fixed GLOBAL_THRESHOLD for every example when it is given;
       - "open": all ones (pretraining).
     `instance_wise=False` learns one probability vector shared by every example (iHAS-4).
     The gate reads E through a stop-gradient: embeddings learn only from the prediction path.
@@ -40,6 +41,8 @@ class BernoulliGate(keras.layers.Layer):
         bins: the histogram threshold searcher's bins.
         smoothing: the histogram threshold searcher's moving-average width, in bins.
         seed: the gate noise's seed.
+        global_threshold: the deterministic masks' one threshold for every example (the plan's,
+            `cluster.ClusterPlan.threshold`); None: each example's histogram threshold.
         **kwargs: `keras.layers.Layer` arguments (such as `name`).
 
     Raises:
@@ -53,7 +56,7 @@ class BernoulliGate(keras.layers.Layer):
                  initial_probability: float = defaults.INITIAL_PROBABILITY,
                  bins: int = defaults.THRESHOLD_BINS,
                  smoothing: int = defaults.THRESHOLD_SMOOTHING, seed: int | None = None,
-                 **kwargs) -> None:
+                 global_threshold: float | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.units = int(units)
         self.mode = mode
@@ -64,6 +67,7 @@ class BernoulliGate(keras.layers.Layer):
         self.smoothing = int(smoothing)
         self.threshold = ThresholdSearcher(self.bins, self.smoothing, name="threshold")
         self.seed = seed
+        self.global_threshold = None if global_threshold is None else float(global_threshold)
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     @property
@@ -112,6 +116,8 @@ class BernoulliGate(keras.layers.Layer):
             u = keras.random.uniform(ops.shape(p), 1e-6, 1 - 1e-6, seed=self.seed_generator)
             noise = ops.log(u) - ops.log(1 - u)
             return _straight_through(ops.sigmoid((logits + noise) / self.temperature)), p
+        if self.global_threshold is not None:
+            return ops.cast(p > self.global_threshold, p.dtype), p
         return ops.cast(p > self.threshold(p)[:, None], p.dtype), p
 
     def compute_output_spec(self, embedded, training=None):
@@ -129,4 +135,5 @@ class BernoulliGate(keras.layers.Layer):
             "bins": self.bins,
             "smoothing": self.smoothing,
             "seed": self.seed,
+            "global_threshold": self.global_threshold,
         }

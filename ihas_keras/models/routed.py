@@ -53,6 +53,8 @@ class RoutedModel(keras.Model):
             (`layers.towers.kept_columns`) for towers over one shared embedding.
         routing: "gate" (the search model's embeddings, gate and centroids) or "distilled" (a
             linear router over the towers' embedding); one of `ROUTINGS`.
+        threshold: the gate's one threshold for every example (`ClusterPlan.serving_threshold`);
+            None: each example's histogram threshold.
         **kwargs: `keras.Model` arguments (such as `name`).
 
     Raises:
@@ -70,7 +72,7 @@ class RoutedModel(keras.Model):
                  smoothing: int = defaults.THRESHOLD_SMOOTHING,
                  representation: str = defaults.REPRESENTATION,
                  columns: Sequence[Sequence[int]] | None = None, routing: str = "gate",
-                 **kwargs) -> None:
+                 threshold: float | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.representation = check_representation(representation, "RoutedModel")
         if routing not in self.ROUTINGS:
@@ -81,6 +83,7 @@ class RoutedModel(keras.Model):
         self.routing = routing
         self.instance_wise, self.bins, self.smoothing = bool(instance_wise), int(bins), int(
             smoothing)
+        self.threshold = None if threshold is None else float(threshold)
         self.fields = list(fields)
         self.vocab_sizes = [int(v) for v in vocab_sizes]
         self.embedding_dim = int(embedding_dim)
@@ -95,7 +98,8 @@ class RoutedModel(keras.Model):
                                             [self.embedding_dim] * len(self.fields),
                                             name="embedding")
             self.gate = BernoulliGate(units, mode="deterministic", instance_wise=instance_wise,
-                                      bins=bins, smoothing=smoothing, name="gate")
+                                      bins=bins, smoothing=smoothing,
+                                      global_threshold=self.threshold, name="gate")
             self.router = CentroidRouter(len(self.widths), units, name="router")
         else:
             self.router = keras.layers.Dense(len(self.widths), name="router")
@@ -143,6 +147,7 @@ class RoutedModel(keras.Model):
             search.cross_layers, search.gate.instance_wise, search.gate.bins,
             search.gate.smoothing, plan.representation,
             kept_columns(plan.kept_dimensions()) if shared else None,
+            threshold=plan.serving_threshold(),
         )
         model.embedding.set_weights(search.embedding.get_weights())
         model.gate.set_weights(search.gate.get_weights())
@@ -215,4 +220,5 @@ class RoutedModel(keras.Model):
             "representation": self.representation,
             "columns": None if self.towers is None else self.towers.columns,
             "routing": self.routing,
+            "threshold": self.threshold,
         }
