@@ -87,6 +87,8 @@ def main() -> None:
     parser.add_argument("--infer-batch", type=int, default=256)
     parser.add_argument("--gate-every", type=int, default=100)
     parser.add_argument("--clusters", type=int, default=2)
+    parser.add_argument("--gate-rank", type=int, default=0,
+                        help="the search model's gate kernel rank; 0: full")
     parser.add_argument("--train-reps", type=int, default=5)
     parser.add_argument("--infer-reps", type=int, default=11)
     parser.add_argument("--out", help="write the results as JSON here")
@@ -114,7 +116,7 @@ def main() -> None:
 
     fields = list(sizes)
     base = compile_recommender(Recommender(fields, list(sizes.values()), [16] * len(fields)))
-    search = ihas_keras.build_model(sizes, seed=0)
+    search = ihas_keras.build_model(sizes, seed=0, gate_rank=args.gate_rank)
     search.set_gate_mode("stochastic")
     search.use_validation(val, gate_every=args.gate_every)
     train_rows = (split // args.train_batch) * args.train_batch
@@ -185,6 +187,7 @@ def main() -> None:
             "train_batch": args.train_batch,
             "infer_batch": args.infer_batch,
             "gate_every": args.gate_every,
+            "gate_rank": args.gate_rank,
             "train_reps": args.train_reps,
             "infer_reps": args.infer_reps,
             "clusters": args.clusters,

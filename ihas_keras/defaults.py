@@ -43,6 +43,9 @@ PRETRAIN_EPOCHS = MAX_EPOCHS
 ROUTING = "distilled"
 ROUTER_LEARNING_RATE = 1e-2
 ROUTER_MIN_DELTA = 1e-3  # the distilled router stops once its agreement gains less an epoch
+# The distilled router is served only where it sends at least this fraction of the validation
+# examples to the gate's cluster; otherwise the model keeps routing by the gate.
+MIN_ROUTER_AGREEMENT = 0.99
 SEARCH_EPOCHS = MAX_EPOCHS
 
 # The Bernoulli gates and their regularizer (the paper's Eq. 5).
@@ -50,6 +53,7 @@ REGULARIZATION_WEIGHT = 1e-4
 LAM = 1.2
 TEMPERATURE = 0.1  # of the straight-through Gumbel-Softmax sample
 INITIAL_PROBABILITY = 0.5
+GATE_RANK = 0  # the gate's Dense N* -> N* in full; r > 0: factored as N* -> r -> N*
 THRESHOLD_BINS = 100  # the histogram threshold searcher
 THRESHOLD_SMOOTHING = 5
 
@@ -78,6 +82,9 @@ RETRAIN_EPOCHS = MAX_EPOCHS
 ROUTING = "distilled"
 ROUTER_LEARNING_RATE = 1e-2
 ROUTER_MIN_DELTA = 1e-3  # the distilled router stops once its agreement gains less an epoch
+# The distilled router is served only where it sends at least this fraction of the validation
+# examples to the gate's cluster; otherwise the model keeps routing by the gate.
+MIN_ROUTER_AGREEMENT = 0.99
 
 # Data: the split seed, the rare-value threshold of the vocabularies, the bad-row limit.
 SPLIT_SEED = 0

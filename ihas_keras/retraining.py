@@ -134,7 +134,9 @@ def retrain(search: SearchModel, plan: ClusterPlan, train: tf.data.Dataset,
     every example, each scored by its cluster's tower. Then, with ROUTING "distilled", its
     router is distilled (`distill.distill_router`): the model returned routes by a linear router
     over the towers' embedding, trained to reproduce the gate's routing, and serves with one
-    lookup. One recommender per cluster always routes by the gate.
+    lookup, where that router agrees with the gate on at least
+    `defaults.MIN_ROUTER_AGREEMENT` of the validation examples (otherwise the gate routes, with
+    a warning). One recommender per cluster always routes by the gate.
 
     With WARM, each recommender starts from SEARCH's kept embedding columns and backbone
     (`warm_start`); otherwise from scratch, as one reading of the paper has it.
@@ -181,7 +183,12 @@ def retrain(search: SearchModel, plan: ClusterPlan, train: tf.data.Dataset,
                     plan.num_clusters, [int(n) for n in plan.sizes], plan.widths().tolist())
         fit_recommender(_Probability(routed), train, validation, epochs, patience, verbose)
         if routing == "distilled":
-            routed, _ = distill_router(routed, train, validation, epochs, patience, verbose)
+            distilled, agreement = distill_router(routed, train, validation, verbose=verbose)
+            if agreement >= defaults.MIN_ROUTER_AGREEMENT:
+                return distilled
+            logger.warning("retrain: the distilled router agrees with the gate on %.1f%% of "
+                           "the examples, under %.1f%%; the model routes by the gate",
+                           100 * agreement, 100 * defaults.MIN_ROUTER_AGREEMENT)
         return routed
     for k, recommender in enumerate(routed.recommenders):
         if plan.sizes[k] == 0:

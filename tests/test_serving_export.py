@@ -62,7 +62,7 @@ def test_one_cluster_exports_a_plain_recommender_without_gate_or_router(served, 
     assert [n for n in names if "embedding/tables" in n]
     assert not [n for n in names if any(w in n for w in ("gate", "centroid", "router"))]
     routed_names = saved_variables(served.export_dir)
-    assert [n for n in routed_names if "gate" in n] and [n for n in routed_names if "router" in n]
+    assert [n for n in routed_names if "router" in n]  # the routed export has its router
     out = tf.saved_model.load(export_dir).signatures["serving_default"](
         examples=tf.constant(served.raw_examples(N)))
     assert (out["cluster"].numpy() == 0).all()

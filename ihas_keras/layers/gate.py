@@ -29,7 +29,9 @@ class BernoulliGate(keras.layers.Layer):
       - "deterministic": mask = p > t, with t each example's histogram threshold (TF ops only),
         or one fixed GLOBAL_THRESHOLD for every example when it is given;
       - "open": all ones (pretraining).
-    `instance_wise=False` learns one probability vector shared by every example (iHAS-4).
+    `instance_wise=False` learns one probability vector shared by every example (iHAS-4); with
+    `rank` r > 0 the N* x N* kernel is factored as N* x r times r x N* (about 2r / N* of the
+    multiply-adds).
     The gate reads E through a stop-gradient: embeddings learn only from the prediction path.
 
     Args:
@@ -43,6 +45,7 @@ class BernoulliGate(keras.layers.Layer):
         seed: the gate noise's seed.
         global_threshold: the deterministic masks' one threshold for every example (the plan's,
             `cluster.ClusterPlan.threshold`); None: each example's histogram threshold.
+        rank: 0: a full N* x N* kernel; r > 0: a kernel of rank r (two factors).
         **kwargs: `keras.layers.Layer` arguments (such as `name`).
 
     Raises:
@@ -56,7 +59,8 @@ class BernoulliGate(keras.layers.Layer):
                  initial_probability: float = defaults.INITIAL_PROBABILITY,
                  bins: int = defaults.THRESHOLD_BINS,
                  smoothing: int = defaults.THRESHOLD_SMOOTHING, seed: int | None = None,
-                 global_threshold: float | None = None, **kwargs) -> None:
+                 global_threshold: float | None = None, rank: int = defaults.GATE_RANK,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.units = int(units)
         self.mode = mode
@@ -68,6 +72,9 @@ class BernoulliGate(keras.layers.Layer):
         self.threshold = ThresholdSearcher(self.bins, self.smoothing, name="threshold")
         self.seed = seed
         self.global_threshold = None if global_threshold is None else float(global_threshold)
+        self.rank = int(rank)
+        if self.rank < 0:
+            raise ValueError(f"BernoulliGate: rank must be 0 (full) or positive, got {rank}")
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     @property
@@ -84,7 +91,12 @@ class BernoulliGate(keras.layers.Layer):
     def build(self, input_shape=None):
         p0 = min(max(self.initial_probability, 1e-6), 1 - 1e-6)
         bias = keras.initializers.Constant(math.log(p0 / (1 - p0)))
-        if self.instance_wise:
+        if self.instance_wise and self.rank:
+            self.kernel_in = self.add_weight(
+                name="kernel_in", shape=(self.units, self.rank), initializer="glorot_uniform")
+            self.kernel_out = self.add_weight(
+                name="kernel_out", shape=(self.rank, self.units), initializer="glorot_uniform")
+        elif self.instance_wise:
             self.kernel = self.add_weight(
                 name="kernel", shape=(self.units, self.units), initializer="glorot_uniform"
             )
@@ -103,6 +115,9 @@ class BernoulliGate(keras.layers.Layer):
         """
         if not self.instance_wise:
             return ops.broadcast_to(self.bias, ops.shape(embedded))
+        if self.rank:
+            low = ops.matmul(ops.stop_gradient(embedded), self.kernel_in)
+            return ops.matmul(low, self.kernel_out) + self.bias
         return ops.matmul(ops.stop_gradient(embedded), self.kernel) + self.bias
 
     def call(self, embedded, training=None):
@@ -136,4 +151,5 @@ class BernoulliGate(keras.layers.Layer):
             "smoothing": self.smoothing,
             "seed": self.seed,
             "global_threshold": self.global_threshold,
+            "rank": self.rank,
         }

@@ -55,6 +55,7 @@ class RoutedModel(keras.Model):
             linear router over the towers' embedding); one of `ROUTINGS`.
         threshold: the gate's one threshold for every example (`ClusterPlan.serving_threshold`);
             None: each example's histogram threshold.
+        gate_rank: the gate kernel's rank, as the search model's; 0: full.
         **kwargs: `keras.Model` arguments (such as `name`).
 
     Raises:
@@ -72,7 +73,8 @@ class RoutedModel(keras.Model):
                  smoothing: int = defaults.THRESHOLD_SMOOTHING,
                  representation: str = defaults.REPRESENTATION,
                  columns: Sequence[Sequence[int]] | None = None, routing: str = "gate",
-                 threshold: float | None = None, **kwargs) -> None:
+                 threshold: float | None = None, gate_rank: int = defaults.GATE_RANK,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.representation = check_representation(representation, "RoutedModel")
         if routing not in self.ROUTINGS:
@@ -84,6 +86,7 @@ class RoutedModel(keras.Model):
         self.instance_wise, self.bins, self.smoothing = bool(instance_wise), int(bins), int(
             smoothing)
         self.threshold = None if threshold is None else float(threshold)
+        self.gate_rank = int(gate_rank)
         self.fields = list(fields)
         self.vocab_sizes = [int(v) for v in vocab_sizes]
         self.embedding_dim = int(embedding_dim)
@@ -99,7 +102,8 @@ class RoutedModel(keras.Model):
                                             name="embedding")
             self.gate = BernoulliGate(units, mode="deterministic", instance_wise=instance_wise,
                                       bins=bins, smoothing=smoothing,
-                                      global_threshold=self.threshold, name="gate")
+                                      global_threshold=self.threshold, rank=self.gate_rank,
+                                      name="gate")
             self.router = CentroidRouter(len(self.widths), units, name="router")
         else:
             self.router = keras.layers.Dense(len(self.widths), name="router")
@@ -147,7 +151,7 @@ class RoutedModel(keras.Model):
             search.cross_layers, search.gate.instance_wise, search.gate.bins,
             search.gate.smoothing, plan.representation,
             kept_columns(plan.kept_dimensions()) if shared else None,
-            threshold=plan.serving_threshold(),
+            threshold=plan.serving_threshold(), gate_rank=search.gate.rank,
         )
         model.embedding.set_weights(search.embedding.get_weights())
         model.gate.set_weights(search.gate.get_weights())
@@ -221,4 +225,5 @@ class RoutedModel(keras.Model):
             "columns": None if self.towers is None else self.towers.columns,
             "routing": self.routing,
             "threshold": self.threshold,
+            "gate_rank": self.gate_rank,
         }

@@ -42,6 +42,7 @@ class SearchModel(BilevelModel):
         initial_probability: every gate's starting keep probability.
         gate_mode: "stochastic", "deterministic" or "open".
         seed: the gate noise's seed.
+        gate_rank: the gate kernel's rank; 0: full (`layers.BernoulliGate`'s `rank`).
         **kwargs: `keras.Model` arguments (such as `name`).
 
     Raises:
@@ -57,7 +58,8 @@ class SearchModel(BilevelModel):
                  regularization_weight: float = defaults.REGULARIZATION_WEIGHT,
                  temperature: float = defaults.TEMPERATURE,
                  initial_probability: float = defaults.INITIAL_PROBABILITY,
-                 gate_mode: str = "stochastic", seed: int | None = None, **kwargs) -> None:
+                 gate_mode: str = "stochastic", seed: int | None = None,
+                 gate_rank: int = defaults.GATE_RANK, **kwargs) -> None:
         super().__init__(**kwargs)
         self.fields = list(fields)
         self.vocab_sizes = [int(v) for v in vocab_sizes]
@@ -70,7 +72,7 @@ class SearchModel(BilevelModel):
                                                        backbone)
         self.gate = BernoulliGate(
             sum(widths), mode=gate_mode, instance_wise=instance_wise, temperature=temperature,
-            initial_probability=initial_probability, seed=seed, name="gate",
+            initial_probability=initial_probability, seed=seed, rank=gate_rank, name="gate",
         )
         self.regularizer = GateRegularizer(lam, regularization_weight, polarization)
         self.backbone = Backbone(backbone, widths, self.hidden_units, self.cross_layers,
@@ -180,4 +182,5 @@ class SearchModel(BilevelModel):
             "initial_probability": gate.initial_probability,
             "gate_mode": gate.mode,
             "seed": gate.seed,
+            "gate_rank": gate.rank,
         }
