@@ -42,6 +42,7 @@ PRETRAIN_EPOCHS = MAX_EPOCHS
 # reproduce the gate's routing; shared towers only).
 ROUTING = "distilled"
 ROUTER_LEARNING_RATE = 1e-2
+ROUTER_SAMPLE = 200_000  # examples (of train, and of validation) the router is distilled on
 ROUTER_MIN_DELTA = 1e-3  # the distilled router stops once its agreement gains less an epoch
 # The distilled router is served only where it sends at least this fraction of the validation
 # examples to the gate's cluster; otherwise the model keeps routing by the gate.
@@ -81,6 +82,7 @@ RETRAIN_EPOCHS = MAX_EPOCHS
 # reproduce the gate's routing; shared towers only).
 ROUTING = "distilled"
 ROUTER_LEARNING_RATE = 1e-2
+ROUTER_SAMPLE = 200_000  # examples (of train, and of validation) the router is distilled on
 ROUTER_MIN_DELTA = 1e-3  # the distilled router stops once its agreement gains less an epoch
 # The distilled router is served only where it sends at least this fraction of the validation
 # examples to the gate's cluster; otherwise the model keeps routing by the gate.

@@ -37,9 +37,11 @@ def distill_router(routed: RoutedModel, train: tf.data.Dataset,
                    verbose: str | int = "auto") -> tuple[RoutedModel, float]:
     """A copy of ROUTED that routes with a linear router over its towers' embedding.
 
-    The copy has ROUTED's towers (weights copied) and a router trained on TRAIN to predict the
-    cluster ROUTED's gate gives each example (cross-entropy, Adam at
-    `defaults.ROUTER_LEARNING_RATE`), until its agreement on VALIDATION has not improved by
+    The copy has ROUTED's towers (weights copied) and a router trained to predict the cluster
+    ROUTED's gate gives each example, on the first `defaults.ROUTER_SAMPLE` examples of TRAIN
+    (labelled once and kept in memory; a linear router needs no more) (cross-entropy, Adam at
+    `defaults.ROUTER_LEARNING_RATE`), until its agreement on the first `defaults.ROUTER_SAMPLE`
+    examples of VALIDATION has not improved by
     `defaults.ROUTER_MIN_DELTA` for PATIENCE epochs (best weights restored), at most EPOCHS
     epochs.
 
@@ -53,8 +55,8 @@ def distill_router(routed: RoutedModel, train: tf.data.Dataset,
         verbose: Keras's `fit` verbosity.
 
     Returns:
-        (the distilled routed model, the fraction of VALIDATION's examples it sends to the
-        gate's cluster).
+        (the distilled routed model, the fraction of those VALIDATION examples (TRAIN's without
+        VALIDATION) it sends to the gate's cluster).
 
     Raises:
         ValueError: ROUTED does not route by its gate or has no shared towers.
@@ -65,8 +67,10 @@ def distill_router(routed: RoutedModel, train: tf.data.Dataset,
     served.towers.set_weights(routed.towers.get_weights())
     teacher = tf.function(routed.route)
 
-    def label(x, *_):
-        return x, teacher(x)
+    def labelled(dataset: tf.data.Dataset) -> tf.data.Dataset:
+        rows = int(tf.shape(tf.nest.flatten(next(iter(dataset))[0])[0])[0])
+        return (dataset.take(max(1, defaults.ROUTER_SAMPLE // max(rows, 1)))
+                .map(lambda x, *_: (x, teacher(x))).cache())
 
     student = _Student(served)
     served.towers.trainable = False
@@ -79,13 +83,12 @@ def distill_router(routed: RoutedModel, train: tf.data.Dataset,
         callbacks.append(keras.callbacks.EarlyStopping(
             "val_agreement", patience=patience, mode="max", restore_best_weights=True,
             min_delta=defaults.ROUTER_MIN_DELTA))
-        options["validation_data"] = validation.map(label)
-    student.fit(train.map(label), epochs=epochs, callbacks=callbacks, verbose=verbose,
+        options["validation_data"] = labelled(validation)
+    student.fit(labelled(train), epochs=epochs, callbacks=callbacks, verbose=verbose,
                 shuffle=False, **options)
     served.router.trainable = False
     served.towers.trainable = True
-    held_out = train if validation is None else validation
-    agreement = float(student.evaluate(held_out.map(label), verbose=0, return_dict=True)[
-        "agreement"])
+    held_out = options["validation_data"] if validation is not None else labelled(train)
+    agreement = float(student.evaluate(held_out, verbose=0, return_dict=True)["agreement"])
     logger.info("distilled router: agrees with the gate on %.2f%% of examples", 100 * agreement)
     return served, agreement
