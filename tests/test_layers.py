@@ -122,3 +122,18 @@ def test_layers_serialize_with_get_config(layer):
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert type(restored) is type(layer) and restored.get_config() == layer.get_config()
 
+
+
+def test_a_low_rank_gate_factors_its_kernel():
+    gate = BernoulliGate(10, mode="deterministic", rank=3)
+    e = tf.random.normal([7, 10])
+    _, p = gate(e)
+    assert gate.kernel_in.shape == (10, 3) and gate.kernel_out.shape == (3, 10)
+    logits = e.numpy() @ gate.kernel_in.numpy() @ gate.kernel_out.numpy() + gate.bias.numpy()
+    np.testing.assert_allclose(p.numpy(), 1 / (1 + np.exp(-logits)), rtol=1e-5, atol=1e-6)
+    again = BernoulliGate.from_config(gate.get_config())
+    again.build()
+    again.set_weights(gate.get_weights())
+    np.testing.assert_array_equal(again(e)[1].numpy(), p.numpy())
+    with pytest.raises(ValueError, match="rank"):
+        BernoulliGate(10, rank=-1)

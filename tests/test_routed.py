@@ -288,3 +288,21 @@ def test_the_distilled_router_reproduces_the_gate_from_the_towers_lookup(stages,
                                plan.widths().tolist(), routing="distilled")
     with pytest.raises(ValueError, match="routing"):
         ihas_keras.retrain(model, plan, train, routing="nearest")
+
+
+def test_a_low_rank_search_gate_round_trips_and_routes(tmp_path):
+    sizes = {"a": 30, "b": 20, "c": 10}
+    search = ihas_keras.build_model(sizes, embedding_dim=4, gate_rank=2, seed=0)
+    assert search.gate.rank == 2 and search.get_config()["gate_rank"] == 2
+    search.save(tmp_path / "search.keras")
+    loaded = ihas_keras.load_model(str(tmp_path / "search.keras"))
+    x = {f: np.arange(8) % v for f, v in sizes.items()}
+    np.testing.assert_array_equal(loaded.routing_points(x)[0].numpy(),
+                                  search.routing_points(x)[0].numpy())
+    keep = np.ones((2, 12), "float32")
+    plan = ihas_keras.ClusterPlan(list(sizes), 4, np.random.default_rng(0).normal(
+        size=(2, 12)).astype("float32"), keep, np.array([4, 4]))
+    routed = ihas_keras.RoutedModel.from_search(search, plan, shared=True)
+    assert routed.gate.rank == 2
+    expected = routed.router(search.routing_points(x, plan.representation)[0]).numpy()
+    np.testing.assert_array_equal(routed.route(x).numpy(), expected)
