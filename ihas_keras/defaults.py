@@ -19,6 +19,11 @@ WEIGHT_DECAY = 1e-6
 GATE_LEARNING_RATE = 1e-2  # measured: at 1e-3 the gates do not polarize (benchmarks/README)
 # Embedding tables are updated lazily (`ihas_keras.optimizers.LazyAdam`: the looked-up rows only).
 LAZY_ADAM = True
+# Options that pay on a GPU, off by default (on these CPUs they cost): XLA compilation of the
+# models trained with plain `fit` (base, per-cluster and selected-width models; the bi-level
+# models cannot be compiled), and Keras's dtype policy ("mixed_float16", "mixed_bfloat16").
+JIT_COMPILE = False
+PRECISION = "float32"
 
 # The training rule of every model (`ihas_keras.schedule`): train until the validation AUC has
 # not improved for PATIENCE epochs, best weights restored, at most MAX_EPOCHS epochs a phase.

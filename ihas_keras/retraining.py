@@ -17,7 +17,8 @@ from ihas_keras.warm_start import warm_start, warm_start_towers
 logger = logging.getLogger(__name__)
 
 
-def compile_recommender(model: keras.Model, lazy: bool = defaults.LAZY_ADAM) -> keras.Model:
+def compile_recommender(model: keras.Model, lazy: bool = defaults.LAZY_ADAM,
+                        jit_compile: bool = defaults.JIT_COMPILE) -> keras.Model:
     """Compiles MODEL with the paper's training setup.
 
     Adam(1e-3, weight decay 1e-6) (`optimizers.base_optimizer`), binary cross-entropy, AUC.
@@ -25,6 +26,8 @@ def compile_recommender(model: keras.Model, lazy: bool = defaults.LAZY_ADAM) -> 
     Args:
         model: the model to compile.
         lazy: update embedding rows only when looked up (`optimizers.LazyAdam`).
+        jit_compile: compile the training step with XLA (for GPUs; Keras's "auto" would turn
+            it on wherever a GPU is visible).
 
     Returns:
         MODEL, compiled.
@@ -33,6 +36,7 @@ def compile_recommender(model: keras.Model, lazy: bool = defaults.LAZY_ADAM) -> 
         optimizer=optimizers.base_optimizer(lazy),
         loss="binary_crossentropy",
         metrics=[keras.metrics.AUC(name="auc")],
+        jit_compile=jit_compile,
     )
     return model
 

@@ -82,3 +82,30 @@ def test_a_recommender_learns_with_lazy_adam_and_round_trips(tmp_path):
 def test_amsgrad_is_refused():
     with pytest.raises(ValueError, match="amsgrad"):
         optimizers.LazyAdam(amsgrad=True)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_models_train_under_xla_and_mixed_precision(policy):
+    """The GPU options build and train on CPU: a recommender with XLA and each mixed policy,
+    the search model under the policy; probabilities stay float32; bi-level models refuse XLA."""
+    import ihas_keras
+
+    rng = np.random.default_rng(0)
+    ids = {"a": rng.integers(0, 50, 2048), "b": rng.integers(0, 20, 2048)}
+    y = ((ids["a"] % 2) ^ (ids["b"] % 3 == 0)).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((ids, y)).batch(256)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = compile_recommender(
+            Recommender(["a", "b"], [50, 20], [4, 4], hidden_units=[8]), jit_compile=True)
+        assert model.jit_compile and model.embedding.compute_dtype != "float32"
+        history = model.fit(data, epochs=12, verbose=0)
+        assert history.history["auc"][-1] > 0.75 and model(ids).dtype == tf.float32
+        search = ihas_keras.build_model({"a": 50, "b": 20}, embedding_dim=4, seed=0)
+        search.fit(data, epochs=1, verbose=0)
+        assert search(ids).dtype == tf.float32 and search.routing_points(ids)[0].dtype == tf.float32
+        with pytest.raises(ValueError, match="jit_compile"):
+            search.compile(jit_compile=True)
+    finally:
+        keras.config.set_dtype_policy(previous)

@@ -121,7 +121,7 @@ class BernoulliGate(keras.layers.Layer):
         return ops.matmul(ops.stop_gradient(embedded), self.kernel) + self.bias
 
     def call(self, embedded, training=None):
-        logits = self.logits(embedded)
+        logits = ops.cast(self.logits(embedded), "float32")  # p and masks in float32 always
         p = ops.sigmoid(logits)
         if self.mode == "open":
             return ops.ones_like(p), p
@@ -136,7 +136,7 @@ class BernoulliGate(keras.layers.Layer):
         return ops.cast(p > self.threshold(p)[:, None], p.dtype), p
 
     def compute_output_spec(self, embedded, training=None):
-        spec = keras.KerasTensor(embedded.shape, dtype=self.compute_dtype)
+        spec = keras.KerasTensor(embedded.shape, dtype="float32")
         return spec, spec
 
     def get_config(self):

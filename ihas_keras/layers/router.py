@@ -51,7 +51,7 @@ def routing_points(representation: str, embedded: tf.Tensor, mask: tf.Tensor,
         return p
     if representation == "mask":
         return mask
-    return embedded * mask
+    return ops.cast(embedded, mask.dtype) * mask
 
 
 @keras.saving.register_keras_serializable(package="ihas")

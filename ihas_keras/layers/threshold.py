@@ -27,7 +27,7 @@ def histogram_threshold(p: tf.Tensor, bins: int = defaults.THRESHOLD_BINS,
     Returns:
         The per-row thresholds [B], float32.
     """
-    p = tf.convert_to_tensor(p, tf.float32)
+    p = tf.cast(p, tf.float32)
     rows = tf.shape(p)[0]
     index = tf.clip_by_value(tf.cast(tf.floor(p * bins), tf.int32), 0, bins - 1)
     flat = tf.reshape(index + tf.range(rows)[:, None] * bins, [-1])

@@ -275,7 +275,7 @@ class SharedTowers(keras.layers.Layer):
             The click probabilities [B].
         """
         if self.block is not None:
-            return ops.sigmoid(self.block((embedded, cluster)))
+            return ops.sigmoid(ops.cast(self.block((embedded, cluster)), "float32"))
         rows = tf.range(tf.shape(cluster)[0])
         parts = tf.dynamic_partition(rows, cluster, len(self.towers))
         logits = []
@@ -285,7 +285,7 @@ class SharedTowers(keras.layers.Layer):
             if linear is not None:
                 first = tf.gather(tf.gather(linear, part), self._field_index[k], axis=1)
             logits.append(tower((own, first))[:, 0])
-        return ops.sigmoid(tf.dynamic_stitch(parts, logits))
+        return ops.sigmoid(ops.cast(tf.dynamic_stitch(parts, logits), "float32"))
 
     def call(self, inputs):
         features, cluster = inputs

@@ -214,13 +214,22 @@ class BilevelModel(keras.Model):
                 `optimizers.architecture_optimizer()` (Adam(1e-2)).
             loss: the prediction loss of both steps; default binary cross-entropy.
             metrics: metrics of the base and test steps; default `[AUC(name="auc")]`.
-            **kwargs: more `keras.Model.compile` arguments.
+            **kwargs: more `keras.Model.compile` arguments, except `jit_compile`: the training
+                step reads the validation iterator inside a branch, which XLA cannot compile
+                (it is always off, where Keras's "auto" would turn it on with a GPU).
+
+        Raises:
+            ValueError: `jit_compile` is asked for.
         """
         optimizer = optimizer or optimizers.base_optimizer()
         self.architecture_optimizer = (architecture_optimizer
                                        or optimizers.architecture_optimizer())
         metrics = [keras.metrics.AUC(name="auc")] if metrics is None else metrics
-        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+        if kwargs.pop("jit_compile", False) not in (False, "auto"):
+            raise ValueError(f"{type(self).__name__}: jit_compile is not supported (the "
+                             "architecture step reads validation batches inside the step)")
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=False,
+                        **kwargs)
         # Built here, outside any traced branch, each on its own variables only.
         self.optimizer.build(self.base_variables)
         self.architecture_optimizer.build(self.architecture_variables)

@@ -85,7 +85,7 @@ class Recommender(keras.Model):
     def call(self, inputs):
         linear = self.linear(inputs) if self.linear is not None else None
         logit = self.backbone((self.embedding(inputs), linear))
-        return ops.sigmoid(logit[:, 0])
+        return ops.sigmoid(ops.cast(logit[:, 0], "float32"))  # float32 under mixed precision
 
     def get_config(self):
         return {

@@ -96,8 +96,8 @@ class SearchModel(BilevelModel):
         embedded = self.embedding(inputs)
         mask, p = self.gate(embedded, training=training)
         linear = self.linear(inputs) if self.linear is not None else None
-        logit = self.backbone((embedded * mask, linear))
-        return ops.sigmoid(logit[:, 0]), mask, p, embedded
+        logit = self.backbone((embedded * ops.cast(mask, embedded.dtype), linear))
+        return ops.sigmoid(ops.cast(logit[:, 0], "float32")), mask, p, embedded
 
     def forward(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tuple:
         """(click probability [B], {"mask": mask [B, N*], "p": gate probabilities [B, N*]})."""

@@ -84,7 +84,8 @@ class FieldSelectionModel(BilevelModel):
             weights = self.field_weights(embedded, training=training)
             embedded = embedded * ops.repeat(weights, self.embedding_dim, axis=1)
             linear = None if linear is None else linear * weights
-        return ops.sigmoid(self.backbone((embedded, linear))[:, 0]), {}
+        logit = self.backbone((embedded, linear))[:, 0]
+        return ops.sigmoid(ops.cast(logit, "float32")), {}
 
     @property
     def architecture_active(self) -> bool:
