@@ -18,9 +18,10 @@ from ihas_keras.errors import BadInputError
 _COSMETIC = ("progress", "verbose")
 # The settings a search model depends on: a kept search is reused only when they match.
 _SEARCH_SETTINGS = ("embedding_dim", "batch_size", "pretrain_epochs", "search_epochs",
-                    "gate_every", "patience", "regularization_weight", "gate_learning_rate")
+                    "gate_every", "patience", "regularization_weight", "gate_learning_rate",
+                    "gate_rank")
 # Settings added later, and the value every run stored before them was made with.
-_INTRODUCED = {"shared_embedding": False, "routing": "gate"}
+_INTRODUCED = {"shared_embedding": False, "routing": "gate", "gate_rank": 0}
 # How a run is evaluated: runs evaluated otherwise (earlier versions) are not mixed in.
 EVALUATION = "serving export"
 

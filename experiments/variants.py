@@ -208,6 +208,7 @@ class Settings:
         routing: how the routed variants with shared towers route: "distilled" or "gate"
             (`RoutedModel.ROUTINGS`; `ihas_separate` always routes by the gate).
         regularization_weight: the gate regularizer's weight.
+        gate_rank: the iHAS searches' gate kernel rank; 0: full.
         gate_learning_rate: the architecture optimizer's learning rate, gates and selectors
             alike.
         adafs_k: fields AdaFS-hard keeps; None: half.
@@ -229,6 +230,7 @@ class Settings:
     shared_embedding: bool = defaults.SHARED_EMBEDDING
     routing: str = defaults.ROUTING
     regularization_weight: float = defaults.REGULARIZATION_WEIGHT
+    gate_rank: int = defaults.GATE_RANK
     gate_learning_rate: float = defaults.GATE_LEARNING_RATE  # gates and selectors alike
     adafs_k: int | None = None  # fields AdaFS-hard keeps; None: half
     inference_batch_size: int = 2048  # RQ4 times the exports at this batch size
@@ -308,6 +310,7 @@ class SeedRun:
             keras.utils.set_random_seed(self.seed)
             model = ihas_keras.build_model(
                 self.sizes, s.embedding_dim, regularization_weight=s.regularization_weight,
+                gate_rank=s.gate_rank,
                 seed=self.seed, compile=False, **_SEARCH_OPTIONS.get(key, {}))
             self._searches[key] = self._bilevel_fit(model)
             if self.keep is not None:

@@ -64,7 +64,7 @@ def run_command(args: argparse.Namespace) -> int:
         gate_every=args.gate_every, patience=args.patience, clusters=args.clusters,
         representation=args.representation, warm_start=args.warm_start,
         shared_embedding=args.shared_embedding, routing=args.routing,
-        regularization_weight=args.regularization_weight,
+        regularization_weight=args.regularization_weight, gate_rank=args.gate_rank,
         gate_learning_rate=args.gate_learning_rate, adafs_k=args.adafs_k,
         inference_batch_size=args.inference_batch_size, progress=not args.quiet,
     )

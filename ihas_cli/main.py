@@ -316,6 +316,8 @@ def _add_experiment_verb(verbs) -> None:
     exp.add_argument("--regularization-weight", type=float,
                      default=Settings.regularization_weight)
     exp.add_argument("--gate-learning-rate", type=float, default=Settings.gate_learning_rate)
+    exp.add_argument("--gate-rank", type=int, default=Settings.gate_rank,
+                     help="the iHAS gate kernel's rank (0: the full N* x N* kernel)")
     exp.add_argument("--adafs-k", type=int, help="fields AdaFS-hard keeps (default: half)")
     exp.add_argument("--batch-size", type=int, default=Settings.batch_size,
                      help="examples per training batch (default: by the training rows)")

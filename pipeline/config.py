@@ -60,6 +60,7 @@ class PipelineConfig:
             rule of the batches per epoch (`ihas_keras.schedule.gate_every`).
         gate_learning_rate: Search's Adam learning rate of the gate steps.
         regularization_weight: Search's gate regularizer weight.
+        gate_rank: Search's gate kernel rank (0: full).
         patience: epochs without a better validation AUC before a phase of Search, a
             recommender of Retrain or the base model stops (the training rule).
         clusters: Cluster's K.
@@ -95,6 +96,7 @@ class PipelineConfig:
     gate_every: int = 0  # 0: by the rule of the batches per epoch
     gate_learning_rate: float = defaults.GATE_LEARNING_RATE
     regularization_weight: float = defaults.REGULARIZATION_WEIGHT
+    gate_rank: int = defaults.GATE_RANK
     patience: int = defaults.PATIENCE
     clusters: int = defaults.CLUSTERS
     representation: str = defaults.REPRESENTATION

@@ -59,6 +59,7 @@ def create_components(config: PipelineConfig) -> list:
         epochs=config.search_epochs, gate_every=config.gate_every,
         gate_learning_rate=config.gate_learning_rate, patience=config.patience,
         batch_size=config.batch_size, regularization_weight=config.regularization_weight,
+        gate_rank=config.gate_rank,
         seed=config.seed, **data,
     )
     cluster = Cluster(

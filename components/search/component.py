@@ -24,6 +24,7 @@ class SearchSpec(types.ComponentSpec):
         "patience": ExecutionParameter(type=int),
         "batch_size": ExecutionParameter(type=int),
         "regularization_weight": ExecutionParameter(type=float),
+        "gate_rank": ExecutionParameter(type=int, optional=True),
         "seed": ExecutionParameter(type=int),
     }
     INPUTS = {
@@ -60,6 +61,7 @@ class Search(base_component.BaseComponent):
         batch_size: examples per batch; 0: by the rule of split "train"'s rows
             (`ihas_keras.schedule.batch_size`).
         regularization_weight: the gate regularizer's weight in the gate loss.
+        gate_rank: the gate kernel's rank; 0: the full N* x N* kernel.
         seed: seeds the training shuffle, Keras and the gate noise.
     """
 
@@ -74,14 +76,14 @@ class Search(base_component.BaseComponent):
                  gate_learning_rate: float = defaults.GATE_LEARNING_RATE,
                  patience: int = defaults.PATIENCE, batch_size: int = 0,
                  regularization_weight: float = defaults.REGULARIZATION_WEIGHT,
-                 seed: int = defaults.SPLIT_SEED) -> None:
+                 gate_rank: int = defaults.GATE_RANK, seed: int = defaults.SPLIT_SEED) -> None:
         spec = SearchSpec(
             examples=examples, transform_graph=transform_graph, format=format, schema=schema,
             embedding_dim=embedding_dim, backbone=backbone, pretrain_epochs=pretrain_epochs,
             epochs=epochs, gate_every=gate_every,
             gate_learning_rate=float(gate_learning_rate), patience=patience,
             batch_size=batch_size,
-            regularization_weight=float(regularization_weight), seed=seed,
+            regularization_weight=float(regularization_weight), gate_rank=gate_rank, seed=seed,
             model=types.Channel(type=standard_artifacts.Model),
             model_run=types.Channel(type=standard_artifacts.ModelRun),
         )

@@ -13,7 +13,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import Artifact, artifact_utils
 
 import ihas_keras
-from ihas_keras import optimizers, schedule
+from ihas_keras import defaults, optimizers, schedule
 from ihas_keras.data import get_format, splits
 from ihas_keras.data.transform import vocabulary_sizes
 from ihas_keras.plots import gate_histograms
@@ -111,6 +111,7 @@ class Executor(base_executor.BaseExecutor):
             vocabulary_sizes(graph, fmt), exec_properties["embedding_dim"],
             exec_properties["backbone"], seed=exec_properties["seed"],
             regularization_weight=exec_properties["regularization_weight"], compile=False,
+            gate_rank=exec_properties.get("gate_rank") or defaults.GATE_RANK,
         )
         model.compile(architecture_optimizer=optimizers.architecture_optimizer(
             exec_properties["gate_learning_rate"]))
