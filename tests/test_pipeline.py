@@ -8,6 +8,8 @@ import glob
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -28,15 +30,17 @@ ROWS = 10_000
 BAD_ROWS = ["1\t2\tshort row", "7" + CRITEO_ROW[1:], ""]  # column count, bad label, empty line
 
 
-def make_config(home, **overrides):
+def settings(home) -> dict:
+    """The test's settings: the default training rule, margin and schedule, a small width."""
     schema = home / "criteo5.yaml"
     if not schema.exists():
         criteo5_schema(schema)
-    settings = dict(  # the default training rule, margin and schedule: only the width is small
-        home=str(home), format="generic", schema=str(schema), embedding_dim=4,
-        max_bad_fraction=0.01,
-    )
-    return pipeline_config.from_env(**{**settings, **overrides})
+    return dict(home=str(home), format="generic", schema=str(schema), embedding_dim=4,
+                max_bad_fraction=0.01)
+
+
+def make_config(home, **overrides):
+    return pipeline_config.from_env(**{**settings(home), **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +51,12 @@ def run(tmp_path_factory):
     with open(home / "criteo.txt", "a") as f:
         f.write("\n".join(BAD_ROWS) + "\n")
     shutil.move(home / "criteo.txt", home / "data" / "criteo.txt")  # side files stay out
-    config = make_config(home)
-    local_runner.run(config)
-    return config
+    # As a user runs it, in a fresh process: the run's random state does not depend on the tests
+    # that ran before it in this one (op seeds follow the ops a process has created).
+    env = {**os.environ, **{f"IHAS_{k.upper()}": str(v) for k, v in settings(home).items()}}
+    subprocess.run([sys.executable, "-m", "pipeline.local_runner"], env=env, check=True,
+                   cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return make_config(home)
 
 
 def artifact_dirs(config, component, output):

@@ -103,7 +103,7 @@ def test_the_plan_keeps_one_threshold_and_routes_by_it_where_it_agrees(stages):
     # Another sample of the same model: the same threshold up to a bin, a similar agreement.
     assert abs(pooled - plan.threshold) <= 0.011
     assert abs(np.mean((p > plan.threshold) == (p > own)) - plan.threshold_agreement) < 0.05
-    for agreement, expected in ((0.99, plan.threshold), (0.9, None)):
+    for agreement, expected in ((1.0, plan.threshold), (0.99, None)):
         changed = dataclasses.replace(plan, threshold_agreement=agreement)
         assert changed.serving_threshold() == expected
         routed = ihas_keras.RoutedModel.from_search(model, changed, shared=True)
