@@ -107,5 +107,10 @@ def test_models_train_under_xla_and_mixed_precision(policy):
         assert search(ids).dtype == tf.float32 and search.routing_points(ids)[0].dtype == tf.float32
         with pytest.raises(ValueError, match="jit_compile"):
             search.compile(jit_compile=True)
+        for routing in ("gate", "distilled"):
+            routed = ihas_keras.RoutedModel(["a", "b"], [50, 20], 4, [[4, 2], [1, 4]],
+                                            columns=[[0, 1, 2, 3, 4, 5], [0, 4, 5, 6, 7]],
+                                            routing=routing)
+            assert routed(ids)["probability"].dtype == tf.float32
     finally:
         keras.config.set_dtype_policy(previous)

@@ -74,7 +74,7 @@ class BlockTowers(keras.layers.Layer):
         embedded, cluster = inputs
         x = embedded
         for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases, strict=True)):
-            x = ops.matmul(x, kernel * self._masks[i]) + bias
+            x = ops.matmul(x, kernel * ops.cast(self._masks[i], x.dtype)) + bias
             if i < len(self.hidden_units):
                 x = ops.relu(x)
         return tf.gather(x, cluster, axis=1, batch_dims=1)
