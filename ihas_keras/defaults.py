@@ -19,11 +19,10 @@ WEIGHT_DECAY = 1e-6
 GATE_LEARNING_RATE = 1e-2  # measured: at 1e-3 the gates do not polarize (benchmarks/README)
 # Embedding tables are updated lazily (`ihas_keras.optimizers.LazyAdam`: the looked-up rows only).
 LAZY_ADAM = True
-# Options that pay on a GPU, off by default (on these CPUs they cost): XLA compilation of the
-# models trained with plain `fit` (base, per-cluster and selected-width models; the bi-level
-# models cannot be compiled), and Keras's dtype policy ("mixed_float16", "mixed_bfloat16").
+# XLA compilation of the models trained with plain `fit` (base, per-cluster and selected-width
+# models; the bi-level models cannot be compiled): for GPUs, off by default. Mixed precision is
+# Keras's own dtype policy (`keras.config.set_dtype_policy`), float32 unless a user sets it.
 JIT_COMPILE = False
-PRECISION = "float32"
 
 # The training rule of every model (`ihas_keras.schedule`): train until the validation AUC has
 # not improved for PATIENCE epochs, best weights restored, at most MAX_EPOCHS epochs a phase.
@@ -42,16 +41,6 @@ MAX_GATE_EVERY = 5
 
 # The search stage: pretraining with open gates, then bi-level search (each to early stop).
 PRETRAIN_EPOCHS = MAX_EPOCHS
-# How the served routed model picks a cluster: "gate" (the paper's: the search model's gate and
-# the nearest centroid) or "distilled" (a linear router over the towers' embedding, trained to
-# reproduce the gate's routing; shared towers only).
-ROUTING = "distilled"
-ROUTER_LEARNING_RATE = 1e-2
-ROUTER_SAMPLE = 200_000  # examples (of train, and of validation) the router is distilled on
-ROUTER_MIN_DELTA = 1e-3  # the distilled router stops once its agreement gains less an epoch
-# The distilled router is served only where it sends at least this fraction of the validation
-# examples to the gate's cluster; otherwise the model keeps routing by the gate.
-MIN_ROUTER_AGREEMENT = 0.99
 SEARCH_EPOCHS = MAX_EPOCHS
 
 # The Bernoulli gates and their regularizer (the paper's Eq. 5).

@@ -64,14 +64,19 @@ def warm_start_towers(towers: SharedTowers, search: SearchModel) -> None:
     if source.kind != "dnn" or source.hidden_units != towers.hidden_units or source.mlp is None:
         return
     for k, columns in enumerate(towers.columns):
-        rows = np.asarray(columns, int)
-        weights = []
-        for i, dense in enumerate(source.mlp.dense_layers):
-            kernel = dense.kernel.numpy()
-            weights += [kernel[rows] if i == 0 else kernel, dense.bias.numpy()]
-        head = source.head.kernel.numpy()
-        weights += [head[rows] if not weights else head, source.bias.numpy()]
+        weights = _mlp_weights(source, np.asarray(columns, int)) + [source.bias.numpy()]
         towers.block.set_tower_weights(k, weights)
+
+
+def _mlp_weights(source, rows: np.ndarray) -> list[np.ndarray]:
+    """SOURCE backbone's MLP weights (kernel, bias per layer, then the head's kernel), the first
+    kernel (the head's, without hidden layers) reduced to ROWS."""
+    weights = []
+    for dense in source.mlp.dense_layers:
+        kernel = dense.kernel.numpy()
+        weights += [kernel if weights else kernel[rows], dense.bias.numpy()]
+    head = source.head.kernel.numpy()
+    return weights + [head if weights else head[rows]]
 
 
 def _copy_backbone(target, source, rows: np.ndarray) -> None:
@@ -82,10 +87,7 @@ def _copy_backbone(target, source, rows: np.ndarray) -> None:
     target.bias.assign(source.bias)
     if target.mlp is None or source.mlp is None:
         return
-    first = True
-    for to, of in zip(target.mlp.dense_layers, source.mlp.dense_layers, strict=True):
-        to.kernel.assign(tf.gather(of.kernel, rows, axis=0) if first else of.kernel)
-        to.bias.assign(of.bias)
-        first = False
-    head = source.head.kernel
-    target.head.kernel.assign(tf.gather(head, rows, axis=0) if first else head)
+    variables = [v for dense in target.mlp.dense_layers for v in (dense.kernel, dense.bias)]
+    for variable, value in zip([*variables, target.head.kernel], _mlp_weights(source, rows),
+                               strict=True):
+        variable.assign(value)
