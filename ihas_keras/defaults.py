@@ -19,6 +19,7 @@ WEIGHT_DECAY = 1e-6
 GATE_LEARNING_RATE = 1e-2  # measured: at 1e-3 the gates do not polarize (benchmarks/README)
 # Embedding tables are updated lazily (`ihas_keras.optimizers.LazyAdam`: the looked-up rows only).
 LAZY_ADAM = True
+LAZY_ADAM_CATCH_UP = True  # rare rows take the steps dense Adam would (benchmarks/README)
 # XLA compilation of the models trained with plain `fit` (base, per-cluster and selected-width
 # models; the bi-level models cannot be compiled): for GPUs, off by default. Mixed precision is
 # Keras's own dtype policy (`keras.config.set_dtype_policy`), float32 unless a user sets it.

@@ -17,15 +17,16 @@ from ihas_keras.warm_start import warm_start, warm_start_towers
 logger = logging.getLogger(__name__)
 
 
-def compile_recommender(model: keras.Model, lazy: bool = defaults.LAZY_ADAM,
+def compile_recommender(model: keras.Model, optimizer: keras.optimizers.Optimizer | None = None,
                         jit_compile: bool = defaults.JIT_COMPILE) -> keras.Model:
     """Compiles MODEL with the paper's training setup.
 
-    Adam(1e-3, weight decay 1e-6) (`optimizers.base_optimizer`), binary cross-entropy, AUC.
+    Adam(1e-3, weight decay 1e-6), binary cross-entropy, AUC.
 
     Args:
         model: the model to compile.
-        lazy: update embedding rows only when looked up (`optimizers.LazyAdam`).
+        optimizer: the optimizer; None: `optimizers.base_optimizer()` (lazy Adam that catches
+            rare rows up, `optimizers.LazyAdam`).
         jit_compile: compile the training step with XLA (for GPUs; Keras's "auto" would turn
             it on wherever a GPU is visible).
 
@@ -33,7 +34,7 @@ def compile_recommender(model: keras.Model, lazy: bool = defaults.LAZY_ADAM,
         MODEL, compiled.
     """
     model.compile(
-        optimizer=optimizers.base_optimizer(lazy),
+        optimizer=optimizer or optimizers.base_optimizer(),
         loss="binary_crossentropy",
         metrics=[keras.metrics.AUC(name="auc")],
         jit_compile=jit_compile,
@@ -61,7 +62,7 @@ def fit_recommender(model: keras.Model, train: tf.data.Dataset,
     Returns:
         MODEL, trained.
     """
-    callbacks = [] if validation is None else [schedule.early_stopping(patience)]
+    callbacks = schedule.callbacks(validation is not None, patience)
     compile_recommender(model).fit(train, validation_data=validation, epochs=epochs,
                                    callbacks=callbacks, verbose=verbose, shuffle=False)
     return model

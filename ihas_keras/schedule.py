@@ -9,7 +9,7 @@ training rows and the gate's cadence follows the batches per epoch.
 import keras
 import tensorflow as tf
 
-from ihas_keras import defaults
+from ihas_keras import defaults, optimizers
 
 
 def batch_size(train_rows: int) -> int:
@@ -74,3 +74,20 @@ def early_stopping(patience: int = defaults.PATIENCE) -> keras.callbacks.EarlySt
     """
     return keras.callbacks.EarlyStopping("val_auc", patience=patience, mode="max",
                                          restore_best_weights=True)
+
+
+def callbacks(validation: bool, patience: int = defaults.PATIENCE,
+              ) -> list[keras.callbacks.Callback]:
+    """The callbacks of every `fit` under the rule.
+
+    `optimizers.CatchUp` (lazy Adam's rare rows moved on to the current step before each
+    evaluation and at the end), then, with VALIDATION, `early_stopping(PATIENCE)`.
+
+    Args:
+        validation: whether `fit` gets validation data.
+        patience: epochs without a better validation AUC before stopping.
+
+    Returns:
+        The callbacks, in the order they must run.
+    """
+    return [optimizers.CatchUp()] + ([early_stopping(patience)] if validation else [])

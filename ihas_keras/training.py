@@ -88,8 +88,10 @@ def search(model: BilevelModel, train: tf.data.Dataset, validation: tf.data.Data
     def fit(epochs: int, extra: list, held_out: tf.data.Dataset) -> keras.callbacks.History:
         phase_callbacks = list(callbacks or []) + extra
         options = {}
-        if patience is not None:
-            phase_callbacks.append(schedule.early_stopping(patience))
+        if patience is None:
+            phase_callbacks += schedule.callbacks(validation=False)
+        else:
+            phase_callbacks += schedule.callbacks(validation=True, patience=patience)
             options["validation_data"] = held_out
         return model.fit(train, epochs=epochs, callbacks=phase_callbacks, verbose=verbose,
                          shuffle=False, **options)

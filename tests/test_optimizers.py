@@ -1,4 +1,5 @@
-"""LazyAdam on real gradients: Adam where rows are looked up, untouched rows left alone."""
+"""LazyAdam on real gradients: Adam where rows are looked up; the rows not looked up left alone,
+or caught up with the steps dense Adam takes on them."""
 
 import keras
 import numpy as np
@@ -8,11 +9,12 @@ import tensorflow as tf
 from ihas_keras import optimizers
 from ihas_keras.layers.embedding import FieldEmbedding
 from ihas_keras.models.recommender import Recommender
-from ihas_keras.retraining import compile_recommender
+from ihas_keras.retraining import compile_recommender, fit_recommender
 
 
 def _train(optimizer, batches):
-    """A 6 x 3 table and a dense 3 x 1 kernel trained on a squared loss over BATCHES of ids."""
+    """A 6 x 3 table and a dense 3 x 1 kernel trained on a squared loss over BATCHES of ids,
+    then (for a LazyAdam) every row caught up."""
     keras.utils.set_random_seed(0)
     embedding = FieldEmbedding(["a"], [6], [3])
     embedding.build()
@@ -22,6 +24,8 @@ def _train(optimizer, batches):
         with tf.GradientTape() as tape:
             loss = tf.reduce_sum((embedding({"a": tf.constant(ids)}) @ kernel.value - 1.0) ** 2)
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+    if isinstance(optimizer, optimizers.LazyAdam):
+        optimizer.catch_up()
     return embedding.tables["a"].numpy(), kernel.numpy()
 
 
@@ -36,10 +40,9 @@ def test_the_lookup_gradient_is_sparse():
 
 
 def test_rows_looked_up_every_step_train_as_with_dense_adam():
-    # Every row, once each (with a row twice, Keras's Adam squares the gradient's parts before
-    # summing them into the second moment; LazyAdam squares their sum, as dense Adam of the
-    # summed gradient does).
-    batches = [np.array([5, 1, 2, 3, 4, 0])] * 6
+    # Every row every step, rows 1 and 4 twice (their gradient parts squared, then summed, as
+    # Keras's Adam does with a sparse gradient).
+    batches = [np.array([5, 1, 2, 3, 4, 0, 1, 4])] * 6
     lazy = _train(optimizers.LazyAdam(0.1, weight_decay=1e-2), batches)
     dense = _train(keras.optimizers.Adam(0.1, weight_decay=1e-2), batches)
     for a, b in zip(lazy, dense, strict=True):
@@ -48,11 +51,12 @@ def test_rows_looked_up_every_step_train_as_with_dense_adam():
     assert np.abs(lazy[0] - initial[0]).min() > 1e-3  # every row moved
 
 
-def test_rows_not_looked_up_keep_their_weights_and_moments():
+def test_without_catching_up_rows_not_looked_up_keep_their_weights_and_moments():
     batches = [np.array([0, 1, 2])] + [np.array([0, 0, 1])] * 4
     start = _train(optimizers.LazyAdam(0.1), [])[0]
-    after_one = _train(optimizers.LazyAdam(0.1, weight_decay=1e-2), batches[:1])[0]
-    optimizer = optimizers.LazyAdam(0.1, weight_decay=1e-2)
+    after_one = _train(optimizers.LazyAdam(0.1, catch_up=False, weight_decay=1e-2),
+                       batches[:1])[0]
+    optimizer = optimizers.LazyAdam(0.1, catch_up=False, weight_decay=1e-2)
     lazy = _train(optimizer, batches)[0]
     dense = _train(keras.optimizers.Adam(0.1, weight_decay=1e-2), batches)[0]
     np.testing.assert_array_equal(lazy[2], after_one[2])  # row 2: one step, then never again
@@ -62,6 +66,37 @@ def test_rows_not_looked_up_keep_their_weights_and_moments():
     first_moment = next(v for v in optimizer.variables
                         if "momentum" in v.name and tuple(v.shape) == (6, 3)).numpy()
     assert np.abs(first_moment[2]).max() > 0 and not first_moment[3:].any()
+
+
+def test_catching_up_takes_the_steps_dense_adam_takes_on_rows_not_looked_up():
+    # Row 3 is looked up on steps 1-99, rows 1 and 2 once on step 100, row 0 on every step,
+    # rows 4 and 5 never; then 60 steps on row 0 alone.
+    batches = [np.array([0, 3])] * 99 + [np.array([0, 1, 2])] + [np.array([0])] * 60
+    start = _train(optimizers.LazyAdam(0.01), [])[0]
+    dense = _train(keras.optimizers.Adam(0.01, weight_decay=1e-2), batches)[0]
+    caught = _train(optimizers.LazyAdam(0.01, weight_decay=1e-2), batches)[0]
+    lazy = _train(optimizers.LazyAdam(0.01, catch_up=False, weight_decay=1e-2), batches)[0]
+    moved = np.abs(dense - start).max(axis=1)
+    assert moved[1:4].min() > 0.05  # dense Adam kept moving rows 1-3 long after their last look
+    np.testing.assert_allclose(caught, dense, atol=2e-3 * moved[1:4].min())
+    assert np.abs(lazy[1:4] - dense[1:4]).max() > 0.5 * moved[1:4].min()
+    assert np.abs(caught[4:] - start[4:]).max() > 0  # weight decay of rows never looked up
+
+
+def test_the_training_rule_catches_rows_up_before_evaluating(monkeypatch):
+    rng = np.random.default_rng(0)
+    ids = {"a": rng.integers(0, 500, 2048)}
+    data = tf.data.Dataset.from_tensor_slices((ids, (ids["a"] % 2).astype("float32"))).batch(256)
+    model = Recommender(["a"], [500], [4], hidden_units=[8])
+    seen = []
+    original = optimizers.LazyAdam.catch_up
+    monkeypatch.setattr(optimizers.LazyAdam, "catch_up",
+                        lambda self: seen.append(int(self.iterations)) or original(self))
+    fit_recommender(model, data, data.take(2), epochs=2, patience=5, verbose=0)
+    assert seen == [8, 16, 16]  # before each epoch's validation, and after training
+    last = next(v for v in model.optimizer.variables
+                if "last_step" in v.name and tuple(v.shape) == (500, 1))
+    assert set(last.numpy().ravel().tolist()) == {16}
 
 
 def test_a_recommender_learns_with_lazy_adam_and_round_trips(tmp_path):
@@ -87,7 +122,7 @@ def test_amsgrad_is_refused():
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_models_train_under_xla_and_mixed_precision(policy):
     """The GPU options build and train on CPU: a recommender with XLA and each mixed policy,
-    the search model under the policy; probabilities stay float32; bi-level models refuse XLA."""
+    the search model under the policy; probabilities stay float32."""
     import ihas_keras
 
     rng = np.random.default_rng(0)
@@ -96,6 +131,7 @@ def test_models_train_under_xla_and_mixed_precision(policy):
     data = tf.data.Dataset.from_tensor_slices((ids, y)).batch(256)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
+    keras.utils.set_random_seed(0)
     try:
         model = compile_recommender(
             Recommender(["a", "b"], [50, 20], [4, 4], hidden_units=[8]), jit_compile=True)
@@ -105,8 +141,6 @@ def test_models_train_under_xla_and_mixed_precision(policy):
         search = ihas_keras.build_model({"a": 50, "b": 20}, embedding_dim=4, seed=0)
         search.fit(data, epochs=1, verbose=0)
         assert search(ids).dtype == tf.float32 and search.routing_points(ids)[0].dtype == tf.float32
-        with pytest.raises(ValueError, match="jit_compile"):
-            search.compile(jit_compile=True)
         for routing in ("gate", "distilled"):
             routed = ihas_keras.RoutedModel(["a", "b"], [50, 20], 4, [[4, 2], [1, 4]],
                                             columns=[[0, 1, 2, 3, 4, 5], [0, 4, 5, 6, 7]],
@@ -114,3 +148,23 @@ def test_models_train_under_xla_and_mixed_precision(policy):
             assert routed(ids)["probability"].dtype == tf.float32
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def test_the_search_model_trains_under_xla():
+    """Both steps compiled by XLA: gates leave 0.5 and the model learns."""
+    import ihas_keras
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    ids = {"a": rng.integers(0, 50, 4096), "b": rng.integers(0, 20, 4096)}
+    y = ((ids["a"] % 2) ^ (ids["b"] % 3 == 0)).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((ids, y)).batch(256)
+    search = ihas_keras.build_model({"a": 50, "b": 20}, embedding_dim=4, seed=0)
+    search.compile(jit_compile=True)
+    search.set_gate_mode("stochastic")
+    search.use_validation(data, gate_every=2)
+    history = search.fit(data, epochs=5, verbose=0)
+    assert search.jit_compile and history.history["arch_steps"] == [8.0] * 5
+    assert history.history["auc"][-1] > 0.65
+    probabilities = search.gated(ids)[2]
+    assert float(tf.reduce_max(tf.abs(probabilities - 0.5))) > 0.05

@@ -14,11 +14,15 @@ from keras import ops
 from ihas_keras import defaults, optimizers
 
 
-class ArchSchedule:
-    """The validation batches and the cadence of architecture steps (plain Python: never saved).
+class ArchSchedule(keras.callbacks.Callback):
+    """The architecture steps of a `BilevelModel`: a callback of its `fit`, never saved.
 
-    VALIDATION ((features, label) batches) is repeated as needed, without the prefetch tf.data
-    would add: that would read a validation batch ahead of its step.
+    After each training batch, once the base steps this schedule counted (over every `fit` it
+    was part of) have passed another multiple of EVERY while `architecture_active`, the model's architecture step
+    runs on the next VALIDATION batch, in its own `tf.function` and through the model's
+    distribution strategy (`strategy.run`), outside the traced training step. VALIDATION is
+    repeated as needed, without the prefetch tf.data would add (that would read a validation
+    batch ahead of its step); its iterator lives as long as the schedule, across `fit` calls.
 
     Args:
         validation: (features, label) batches; None: no architecture steps.
@@ -30,39 +34,37 @@ class ArchSchedule:
 
     def __init__(self, validation: tf.data.Dataset | None = None,
                  every: int = defaults.MAX_GATE_EVERY) -> None:
+        super().__init__()
         if every < 1:
             raise ValueError(f"gate_every must be at least 1, got {every}")
-        self.iterator = None
-        if validation is not None:
+        self.validation, self.every = validation, int(every)
+        self._iterator = self._step = None
+        self._base_steps = self._epoch_start = 0  # base steps counted by this schedule
+
+    def on_train_begin(self, logs=None):
+        if self.validation is None:
+            return
+        self._step = self.model.make_architecture_function()
+        if self._iterator is None:
             options = tf.data.Options()
             options.experimental_optimization.inject_prefetch = False
-            self.iterator = iter(validation.repeat().with_options(options))
-        self.every = int(every)
+            strategy = self.model.distribute_strategy
+            self._iterator = iter(strategy.experimental_distribute_dataset(
+                self.validation.repeat().with_options(options)))
 
-    def after_base_step(self, loss: tf.Tensor, base_steps: keras.Variable, active: bool,
-                        arch_step: Callable[[dict, tf.Tensor], tf.Tensor]) -> None:
-        """Counts a base step, then runs an architecture step when one is due.
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = self._base_steps
 
-        The count is taken explicitly after the base step: when the input runs out mid-call,
-        nothing here runs. Then, when ACTIVE and the count is a multiple of `every`, ARCH_STEP
-        runs on the next validation batch.
-
-        Args:
-            loss: the loss the base step computed.
-            base_steps: the base-step counter (an int64 variable), incremented here.
-            active: whether architecture steps run now.
-            arch_step: called as `arch_step(x, y)` on a validation batch; returns its loss.
-        """
-        with tf.control_dependencies([loss]):
-            steps = base_steps.assign_add(1)
-        if self.iterator is None or not active:
+    def on_train_batch_end(self, batch, logs=None):
+        # BATCH is the epoch's last step so far (several with `steps_per_execution`).
+        base_steps = self._epoch_start + batch + 1
+        due = base_steps // self.every - self._base_steps // self.every
+        self._base_steps = base_steps
+        if self._iterator is None:
             return
-
-        def step():
-            x, y = self.iterator.get_next()
-            return arch_step(x, y)
-
-        tf.cond(ops.equal(steps % self.every, 0), step, lambda: ops.zeros(()))
+        if self.model.architecture_active:
+            for _ in range(due):
+                self._step(self._iterator)
 
 
 def labels(y: tf.Tensor) -> tf.Tensor:
@@ -88,10 +90,12 @@ class BilevelModel(keras.Model):
     - `compile(optimizer, architecture_optimizer, loss, metrics)`: `loss` and `metrics` are
       honoured as in any Keras model (binary cross-entropy and AUC by default); `optimizer`
       updates every variable but the architecture's, `architecture_optimizer` only those.
-    - `train_step`: a base step minimizing `compute_loss` (the compiled loss plus `self.losses`),
-      then, while `architecture_active` and after `use_validation(val, every)`, an architecture
-      step after every `every` base steps, minimizing `compute_loss` plus
-      `architecture_penalty` on the next validation batch.
+    - `train_step`: a base step minimizing `compute_loss` (the compiled loss plus `self.losses`).
+    - `fit`: Keras's, with the `ArchSchedule` of `use_validation(val, every)` as a callback:
+      while `architecture_active`, an architecture step after every `every` base steps,
+      minimizing `compute_loss` plus `architecture_penalty` on the next validation batch, in
+      its own traced function (`make_architecture_function`), so that `train_step` has no
+      branch and XLA and `tf.distribute` strategies can compile it.
     - `test_step`: the same loss and metrics without updates.
 
     Logged: `loss` and the compiled metrics (base steps), the subclass's metrics, `arch_loss` and
@@ -107,8 +111,8 @@ class BilevelModel(keras.Model):
         super().__init__(**kwargs)
         self.arch_loss = keras.metrics.Mean(name="arch_loss")
         self.arch_steps = keras.metrics.Sum(name="arch_steps")
-        self.base_steps = keras.Variable(0, dtype="int64", trainable=False, name="base_steps")
         self._schedule = ArchSchedule()
+        self.architecture_function = None
 
     # What subclasses give ------------------------------------------------------------------------
 
@@ -199,7 +203,53 @@ class BilevelModel(keras.Model):
             ValueError: GATE_EVERY is below 1.
         """
         self._schedule = ArchSchedule(validation, gate_every)
-        self.train_function = None
+
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`, with the architecture steps `use_validation` set up.
+
+        Args:
+            *args: `keras.Model.fit`'s positional arguments, up to `verbose` (CALLBACKS goes by
+                keyword).
+            **kwargs: `keras.Model.fit`'s keyword arguments.
+
+        Returns:
+            The Keras History.
+        """
+        kwargs["callbacks"] = [self._schedule, *(kwargs.get("callbacks") or [])]
+        return super().fit(*args, **kwargs)
+
+    def make_architecture_function(self, force: bool = False) -> Callable:
+        """The architecture step, traced: `step(iterator)` runs it on the next batch.
+
+        Kept in `architecture_function` until `drop_traced_functions`, as Keras keeps
+        `train_function`.
+
+        Args:
+            force: trace anew even if a traced function is kept.
+
+        Returns:
+            A `tf.function` of an iterator over (features, label) batches (distributed by the
+            model's strategy), running `strategy.run` of one architecture step.
+        """
+        if self.architecture_function is not None and not force:
+            return self.architecture_function
+        strategy = self.distribute_strategy
+
+        one_step = tf.function(self._architecture_step, jit_compile=bool(self.jit_compile))
+
+        @tf.function
+        def step(iterator):
+            x, y = next(iterator)
+            strategy.run(one_step, args=(x, y))
+
+        self.architecture_function = step
+        return step
+
+    def drop_traced_functions(self) -> None:
+        """Drops the traced train, test, predict and architecture functions (after a mode
+        switch: the next use traces them again)."""
+        self.train_function = self.test_function = self.predict_function = None
+        self.architecture_function = None
 
     def compile(self, optimizer: keras.optimizers.Optimizer | None = None,
                 architecture_optimizer: keras.optimizers.Optimizer | None = None,
@@ -214,22 +264,17 @@ class BilevelModel(keras.Model):
                 `optimizers.architecture_optimizer()` (Adam(1e-2)).
             loss: the prediction loss of both steps; default binary cross-entropy.
             metrics: metrics of the base and test steps; default `[AUC(name="auc")]`.
-            **kwargs: more `keras.Model.compile` arguments, except `jit_compile`: the training
-                step reads the validation iterator inside a branch, which XLA cannot compile
-                (it is always off, where Keras's "auto" would turn it on with a GPU).
-
-        Raises:
-            ValueError: `jit_compile` is asked for.
+            **kwargs: more `keras.Model.compile` arguments. `jit_compile` (default
+                `defaults.JIT_COMPILE`, where Keras's "auto" would turn XLA on with a GPU) also
+                compiles the architecture step.
         """
         optimizer = optimizer or optimizers.base_optimizer()
         self.architecture_optimizer = (architecture_optimizer
                                        or optimizers.architecture_optimizer())
         metrics = [keras.metrics.AUC(name="auc")] if metrics is None else metrics
-        if kwargs.pop("jit_compile", False) not in (False, "auto"):
-            raise ValueError(f"{type(self).__name__}: jit_compile is not supported (the "
-                             "architecture step reads validation batches inside the step)")
-        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=False,
-                        **kwargs)
+        kwargs.setdefault("jit_compile", defaults.JIT_COMPILE)
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+        self.architecture_function = None
         # Built here, outside any traced branch, each on its own variables only.
         self.optimizer.build(self.base_variables)
         self.architecture_optimizer.build(self.architecture_variables)
@@ -276,8 +321,6 @@ class BilevelModel(keras.Model):
         loss, prediction, details = self._optimize(x, y, sample_weight, self.base_variables,
                                                    self.optimizer, penalty=False)
         logs = self._track(x, y, prediction, details, loss, sample_weight)
-        self._schedule.after_base_step(loss, self.base_steps, self.architecture_active,
-                                       self._architecture_step)
         return {**logs, **{m.name: m.result() for m in (self.arch_loss, self.arch_steps)}}
 
     def test_step(self, data):

@@ -132,7 +132,7 @@ class SearchModel(BilevelModel):
         return routing_points(representation, embedded, mask, p), mask
 
     def set_gate_mode(self, mode: str) -> None:
-        """Switches the gate mode and drops the traced train/test/predict functions.
+        """Switches the gate mode and drops the traced functions.
 
         Args:
             mode: "open" (pretraining: all ones), "stochastic" (searching) or "deterministic".
@@ -141,7 +141,7 @@ class SearchModel(BilevelModel):
             ValueError: MODE is not one of `BernoulliGate.MODES`.
         """
         self.gate.mode = mode
-        self.train_function = self.test_function = self.predict_function = None
+        self.drop_traced_functions()
 
     # The bi-level hooks ------------------------------------------------------------------------
 

@@ -93,7 +93,7 @@ class FieldSelectionModel(BilevelModel):
         return self.selecting
 
     def set_gate_mode(self, mode: str) -> None:
-        """Switches selection on or off and drops the traced train/test/predict functions.
+        """Switches selection on or off and drops the traced functions.
 
         Args:
             mode: "open": no selection (pretraining); "stochastic" or "deterministic":
@@ -105,7 +105,7 @@ class FieldSelectionModel(BilevelModel):
         if mode not in ("open", "stochastic", "deterministic"):
             raise ValueError(f"unknown gate mode {mode!r}")
         self.selecting = mode != "open"
-        self.train_function = self.test_function = self.predict_function = None
+        self.drop_traced_functions()
 
     def get_config(self):
         return {
