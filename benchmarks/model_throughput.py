@@ -133,7 +133,7 @@ def main() -> None:
         training["median_examples_per_s"]["base"] / training["median_examples_per_s"]["search"], 3)
     training["target"] = "search step time <= 1.5x base"
     training["met"] = training["search_step_time_over_base"] <= 1.5
-    steps = int(search.optimizer.iterations)  # warm-up and an out-of-data call an epoch included; a gate step every gate_every
+    steps = int(search.optimizer.iterations)  # warm-up included; a gate step every gate_every
     training["search_steps"] = {"base": steps, "gate": steps // args.gate_every}
 
     start = time.perf_counter()

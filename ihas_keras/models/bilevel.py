@@ -18,11 +18,12 @@ class ArchSchedule(keras.callbacks.Callback):
     """The architecture steps of a `BilevelModel`: a callback of its `fit`, never saved.
 
     After each training batch, once the base steps this schedule counted (over every `fit` it
-    was part of) have passed another multiple of EVERY while `architecture_active`, the model's architecture step
-    runs on the next VALIDATION batch, in its own `tf.function` and through the model's
-    distribution strategy (`strategy.run`), outside the traced training step. VALIDATION is
-    repeated as needed, without the prefetch tf.data would add (that would read a validation
-    batch ahead of its step); its iterator lives as long as the schedule, across `fit` calls.
+    was part of) have passed another multiple of EVERY while `architecture_active`, the model's
+    architecture step runs on the next VALIDATION batch, in its own `tf.function` and through
+    the model's distribution strategy (`strategy.run`), outside the traced training step.
+    VALIDATION is repeated as needed, without the prefetch tf.data would add (that would read a
+    validation batch ahead of its step); its iterator lives as long as the schedule, across
+    `fit` calls.
 
     Args:
         validation: (features, label) batches; None: no architecture steps.
@@ -312,7 +313,8 @@ class BilevelModel(keras.Model):
         loss, _, _ = self._optimize(x, labels(y), None, self.architecture_variables,
                                     self.architecture_optimizer, penalty=True)
         self.arch_loss.update_state(loss)
-        self.arch_steps.update_state(1.0)
+        # Counted once a step, not once per replica: the Sum adds the replicas' counts.
+        self.arch_steps.update_state(1.0 / tf.distribute.get_strategy().num_replicas_in_sync)
         return loss
 
     def train_step(self, data):
