@@ -7,6 +7,8 @@ DIR is a serving SavedModel (e.g. the pipeline's `Retrain/model/N/Format-Serving
 version folder). The server runs in its own process, as TF Serving would (`ihas serve`, its
 defaults); the client and the in-process calls run here, on the same serialized raw tf.Examples,
 through `serving_default`. The two paths alternate in rounds, so that both see the same machine.
+`--tensorflow_intra_op_parallelism` and `--tensorflow_inter_op_parallelism` (0: TensorFlow
+chooses) set TensorFlow's threads alike in the server (its flags of the same names) and here.
 """
 
 import argparse
@@ -39,13 +41,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(export_dir: str, work: str, port: int) -> subprocess.Popen:
+def start_server(export_dir: str, work: str, port: int, flags: list[str]) -> subprocess.Popen:
     base = os.path.join(work, "ihas")
     os.makedirs(base)
     os.symlink(os.path.abspath(export_dir), os.path.join(base, "1"))
     server = subprocess.Popen(
         [sys.executable, "-m", "ihas_cli", "serve", f"--port={port}", "--rest_api_port=0",
-         "--model_name=ihas", f"--model_base_path={base}"],
+         "--model_name=ihas", f"--model_base_path={base}", *flags],
         stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "server.log"), "w"),
     )
     status = model_service_pb2_grpc.ModelServiceStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
@@ -82,8 +84,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--single", type=int, default=500, help="batch-1 requests per round")
     parser.add_argument("--large", type=int, default=20, help="batch-256 requests per round")
+    parser.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0)
+    parser.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0)
     parser.add_argument("--out")
     args = parser.parse_args()
+    threads = {"intra_op": args.tensorflow_intra_op_parallelism,
+               "inter_op": args.tensorflow_inter_op_parallelism}
+    tf.config.threading.set_intra_op_parallelism_threads(threads["intra_op"])
+    tf.config.threading.set_inter_op_parallelism_threads(threads["inter_op"])
 
     fmt = get_format(args.format, args.schema)
     batch = tf.nest.map_structure(lambda t: t.numpy(),
@@ -101,7 +109,8 @@ def main() -> None:
 
     work = tempfile.mkdtemp(prefix="ihas-serving-bench-")
     port = free_port()
-    server = start_server(args.export_dir, work, port)
+    server = start_server(args.export_dir, work, port,
+                          [f"--tensorflow_{k}_parallelism={v}" for k, v in threads.items()])
     stub = prediction_service_pb2_grpc.PredictionServiceStub(
         grpc.insecure_channel(f"127.0.0.1:{port}"))
 
@@ -136,6 +145,7 @@ def main() -> None:
         results["grpc"]["batch256_examples_per_s"]
         / results["in_process"]["batch256_examples_per_s"], 3)
     results["setup"] = {"export_dir": args.export_dir, "rounds": args.rounds,
+                        "tensorflow_threads": threads, "load_average": os.getloadavg(),
                         "batch1_requests": args.rounds * len(singles),
                         "batch256_requests": args.rounds * len(larges)}
     print(results)

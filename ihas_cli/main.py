@@ -154,6 +154,9 @@ def _serve(args: argparse.Namespace) -> int:
             return fail(f"model {config.name}: base path {config.base_path} is not a folder")
     if args.file_system_poll_wait_seconds < 0:
         return fail("--file_system_poll_wait_seconds must be >= 0")
+    if min(args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism) < 0:
+        return fail("--tensorflow_intra_op_parallelism and --tensorflow_inter_op_parallelism "
+                    "must be >= 0")
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from serving.server import ModelServer
@@ -162,6 +165,8 @@ def _serve(args: argparse.Namespace) -> int:
         configs, grpc_port=args.port, rest_port=args.rest_api_port or None,
         poll_wait_seconds=args.file_system_poll_wait_seconds,
         grpc_max_threads=args.grpc_max_threads, enable_warmup=args.enable_model_warmup,
+        intra_op_parallelism=args.tensorflow_intra_op_parallelism,
+        inter_op_parallelism=args.tensorflow_inter_op_parallelism,
     )
     # Stop on Ctrl-C and on SIGTERM (what Docker and Kubernetes send), whatever the parent left:
     # a SIGINT ignored by the parent (SIG_IGN) is inherited, and Python then keeps ignoring it.
@@ -197,6 +202,11 @@ def _add_serve_verb(verbs) -> None:
     serve.add_argument("--enable_model_warmup", type=lambda v: v.lower() in ("1", "true"),
                        default=True, metavar="true|false",
                        help="replay assets.extra/tf_serving_warmup_requests when a version loads")
+    serve.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
+                       help="TensorFlow's threads for one op (0: TensorFlow chooses)")
+    serve.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
+                       help="TensorFlow's threads running ops side by side (0: TensorFlow "
+                       "chooses)")
     serve.set_defaults(func=_serve)
 
 

@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import grpc
+import tensorflow as tf
 from google.protobuf.json_format import MessageToDict
 from tensorflow_serving.apis import (
     classification_pb2,
@@ -266,12 +267,25 @@ class ModelServer:
         grpc_max_threads: the threads of the gRPC server's pool.
         enable_warmup: replay each version's warmup requests (`inference.replay_warmup`) after
             it loads and before it serves.
+        intra_op_parallelism: TensorFlow's threads for one op (TF Serving's
+            `--tensorflow_intra_op_parallelism`); 0 lets TensorFlow choose.
+        inter_op_parallelism: TensorFlow's threads running ops side by side (TF Serving's
+            `--tensorflow_inter_op_parallelism`); 0 lets TensorFlow choose.
+
+    Raises:
+        RuntimeError: a thread count other than 0 is given after TensorFlow's runtime started
+            in this process (it can be set only before).
     """
 
     def __init__(self, configs: Iterable[model_server_config_pb2.ModelConfig], *,
                  grpc_port: int = 8500, rest_port: int | None = 8501,
                  host: str = "0.0.0.0", poll_wait_seconds: float = 1.0,
-                 grpc_max_threads: int = 16, enable_warmup: bool = True) -> None:
+                 grpc_max_threads: int = 16, enable_warmup: bool = True,
+                 intra_op_parallelism: int = 0, inter_op_parallelism: int = 0) -> None:
+        if intra_op_parallelism:
+            tf.config.threading.set_intra_op_parallelism_threads(intra_op_parallelism)
+        if inter_op_parallelism:
+            tf.config.threading.set_inter_op_parallelism_threads(inter_op_parallelism)
         self.manager = ModelManager(configs, poll_wait_seconds,
                                     inference.replay_warmup if enable_warmup else None)
         self.host, self.grpc_port, self.rest_port = host, grpc_port, rest_port
