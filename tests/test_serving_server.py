@@ -445,6 +445,14 @@ def test_serve_flag_errors(argv, message, capsys):
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("flag", ["--tensorflow_intra_op_parallelism",
+                                  "--tensorflow_inter_op_parallelism"])
+def test_serve_rejects_negative_thread_counts(flag, tmp_path, capsys):
+    assert cli.main(["serve", "--model_base_path", str(tmp_path), flag, "-1"]) == 2
+    err = capsys.readouterr().err
+    assert flag in err and ">= 0" in err and len(err.strip().splitlines()) == 1
+
+
 def test_serve_bad_config_file(tmp_path, capsys):
     config = tmp_path / "bad.config"
     config.write_text("model_config_list { config { name: ")
