@@ -31,8 +31,9 @@ class LazyAdam(keras.optimizers.Adam):
     when it is next looked up, or `catch_up()` is called, it first takes the steps it missed in
     closed form: moments times beta^k, weights moved by the geometric sum of the missed updates
     and decayed by (1 - lr * weight_decay)^k. That is dense Adam's result for those steps with
-    the bias correction and the epsilon of the first missed step held over the trail (which
-    has decayed to a tenth within 25 steps). Without CATCH_UP, a rare row takes only the steps
+    Adam's bias correction held at its value 1 / (1 - beta_1 / sqrt(beta_2)) = 10 steps into
+    the trail (the trail's centre; it has decayed to a tenth within 25 steps) and epsilon added
+    to the root of the second moment the row kept. Without CATCH_UP, a rare row takes only the steps
     it was seen at. Call `catch_up()` (the `CatchUp` callback does, before every evaluation
     and at the end of training) before reading the weights of a model trained with CATCH_UP.
 
