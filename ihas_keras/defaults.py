@@ -20,9 +20,9 @@ GATE_LEARNING_RATE = 1e-2  # measured: at 1e-3 the gates do not polarize (benchm
 # Embedding tables are updated lazily (`ihas_keras.optimizers.LazyAdam`: the looked-up rows only).
 LAZY_ADAM = True
 LAZY_ADAM_CATCH_UP = True  # rare rows take the steps dense Adam would (benchmarks/README)
-# XLA compilation of the models trained with plain `fit` (base, per-cluster and selected-width
-# models; the bi-level models cannot be compiled): for GPUs, off by default. Mixed precision is
-# Keras's own dtype policy (`keras.config.set_dtype_policy`), float32 unless a user sets it.
+# XLA compilation of every model's training step (`compile_recommender`, the bi-level models'
+# `compile`): for GPUs, off by default. Mixed precision is Keras's own dtype policy
+# (`keras.config.set_dtype_policy`), float32 unless a user sets it.
 JIT_COMPILE = False
 
 # The training rule of every model (`ihas_keras.schedule`): train until the validation AUC has

@@ -107,11 +107,11 @@ class LazyAdam(keras.optimizers.Adam):
             decay = tf.math.log1p(-tf.cast(learning_rate * self.weight_decay, "float32"))
             log_powers = tf.concat([log_powers, decay[None]], 0)
         powers = tf.split(tf.exp(missed * log_powers), 4 if decays else 3, axis=1)
+        ratio = self._trail_ratio
         # The bias correction at the trail's centre of mass, 1 / (1 - ratio) steps in.
-        centre = last + tf.minimum(missed, round(1 / (1 - self._trail_ratio)))
+        centre = last + tf.minimum(missed, round(1 / (1 - ratio)))
         at = tf.cast(tf.minimum(centre, self._bias_steps), "int32")
         bias = tf.gather(tf.constant(self._bias), at)
-        ratio = self._trail_ratio
         trail = (tf.cast(learning_rate, "float32") * ratio / (1 - ratio)) * bias * (1 - powers[2])
         moved = weights - trail * m / (tf.sqrt(v) + self.epsilon)
         if decays:
