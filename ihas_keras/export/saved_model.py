@@ -39,9 +39,11 @@ def raw_input_columns(fmt: TableFormat) -> list[str]:
 
 
 class ServingModule(tf.Module):
-    """Tracks the model and the TFT layer (its vocabulary tables and assets) for saving.
+    """Tracks the model's variables and the TFT layer (its vocabulary tables and assets).
 
-    It also holds the three signature functions.
+    It also holds the three signature functions. Only what serving reads is saved: the model's
+    variables, not the model object, whose optimizer (moments and, for lazy Adam, each table row's
+    last step: about three times the embedding tables) serving never needs.
 
     Args:
         model: the Keras model to serve (a `RoutedModel` or `Recommender`).
@@ -50,7 +52,8 @@ class ServingModule(tf.Module):
         fmt: the raw data's format.
 
     Attributes:
-        model: the Keras model.
+        model_variables: {Keras variable path: variable}, the model's variables (what the
+            signatures read; on the loaded SavedModel too).
         tft_layer: the TF Transform graph as a Keras layer.
         serve_examples: the `serving_default` function: [B] serialized raw tf.Examples ->
             {"probability", "cluster"}.
@@ -62,7 +65,10 @@ class ServingModule(tf.Module):
 
     def __init__(self, model: keras.Model, transform_graph_dir: str, fmt: TableFormat) -> None:
         super().__init__()
-        self.model = model
+        self._score_model = _untracked(model)
+        self.model_variables = {v.path: v for v in model.variables}
+        if len(self.model_variables) != len(model.variables):
+            raise ValueError(f"export: {model.name} has two variables of one path")
         self.tft_layer = tft.TFTransformOutput(transform_graph_dir).transform_features_layer()
         self._fmt = fmt.unlabeled()
         self._raw_spec = {k: v for k, v in raw_feature_spec(fmt).items() if k != fmt.label}
@@ -91,8 +97,9 @@ class ServingModule(tf.Module):
             {"probability": float32 [B], "cluster": int32 [B]}; cluster 0 for a model without
             clusters.
         """
+        model = self._score_model()
         transformed = self.tft_layer(raw_features)
-        outputs = self.model({f: transformed[f] for f in self.model.fields})
+        outputs = model({f: transformed[f] for f in model.fields})
         if not isinstance(outputs, dict):
             outputs = {"probability": outputs, "cluster": tf.zeros_like(outputs, tf.int32)}
         return {"probability": tf.cast(outputs["probability"], tf.float32),
@@ -120,6 +127,11 @@ class ServingModule(tf.Module):
                 name: _present_values(parsed["values"][name], parsed["present"][name])
                 for name in self._fmt.feature_fields
             })
+
+
+def _untracked(model: keras.Model):
+    """A function returning MODEL, which `tf.Module` does not track: saving skips its optimizer."""
+    return lambda: model
 
 
 def _bad_cells_assert(name: str, cells, bad, kind: str):
