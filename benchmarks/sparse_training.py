@@ -10,7 +10,8 @@ compiled by `compile_recommender` with `optimizers.LazyAdam` catching rare rows 
 "catch_up"), `LazyAdam` without catching up ("lazy") or Keras's dense Adam ("dense").
 
 Throughput: the three train in turn, one pass over the same first `--timed-batches` batches of 2048
-per repetition after a traced warm-up, the pass alone timed. Quality: per seed, each trains on
+per repetition after a traced warm-up, the pass alone timed, in wall-clock seconds and in the
+process's CPU seconds (all threads; steadier on a shared machine). Quality: per seed, each trains on
 80 % of the rows until the validation AUC (10 %) has not improved for `defaults.PATIENCE`
 epochs, best weights restored (the library's training rule), then is scored on the last 10 %.
 """
@@ -78,16 +79,25 @@ def throughput(sizes, data: tf.data.Dataset, rows: int, reps: int) -> dict:
     for m in models.values():
         m.fit(data.take(3), verbose=0)
     runs = {name: [] for name in models}
+    cpu_runs = {name: [] for name in models}  # per second of the process's CPU time, all threads
     for rep in range(reps):
         for name, m in models.items():
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             m.fit(data, callbacks=schedule.callbacks(validation=False), verbose=0)
             runs[name].append(rows / (time.perf_counter() - start))
-            print(f"rep {rep}: {name} {runs[name][-1]:,.0f} examples/s", flush=True)
+            cpu_runs[name].append(rows / (time.process_time() - cpu_start))
+            print(f"rep {rep}: {name} {runs[name][-1]:,.0f} examples/s, "
+                  f"{cpu_runs[name][-1]:,.0f} per CPU second", flush=True)
     medians = {name: round(statistics.median(v)) for name, v in runs.items()}
+    cpu_medians = {name: round(statistics.median(v)) for name, v in cpu_runs.items()}
     return {
         "examples_per_s": {name: [round(v) for v in values] for name, values in runs.items()},
         "median_examples_per_s": medians,
+        "examples_per_cpu_s": {name: [round(v) for v in values]
+                               for name, values in cpu_runs.items()},
+        "median_examples_per_cpu_s": cpu_medians,
+        **{f"{name}_over_dense_cpu": round(cpu_medians[name] / cpu_medians["dense"], 2)
+           for name in ("catch_up", "lazy")},
         **{f"{name}_over_dense": round(medians[name] / medians["dense"], 2)
            for name in ("catch_up", "lazy")},
         **{f"{name}_over_dense_paired": [round(a / b, 2) for a, b in zip(
