@@ -253,12 +253,37 @@ def choose_clusters(search: SearchModel, train: tf.data.Dataset, validation: tf.
     """
     if not candidates:
         raise ValueError("choose_clusters: no candidate K")
+    plans = [fit_clusters(search, train, k, seed, progress, representation) for k in candidates]
+    return retrain_best(search, plans, train, validation, seed=seed, **options)
+
+
+def retrain_best(search: SearchModel, plans: Sequence[ClusterPlan], train: tf.data.Dataset,
+                 validation: tf.data.Dataset, **options) -> tuple[keras.Model, ClusterPlan, dict]:
+    """Retrains the model of each plan and keeps the one of the best validation AUC.
+
+    Args:
+        search: the trained search model.
+        plans: cluster plans of distinct K.
+        train: (features, label) training batches.
+        validation: (features, label) validation batches.
+        **options: more `retrain` arguments (backbone, epochs, batch_size, patience, verbose,
+            warm, seed, ...).
+
+    Returns:
+        (the best model, its plan, {K: validation AUC}).
+
+    Raises:
+        ValueError: PLANS is empty or two plans have the same K.
+    """
+    ks = [plan.num_clusters for plan in plans]
+    if not ks or len(set(ks)) != len(ks):
+        raise ValueError(f"retrain_best: expected plans of distinct K, got K = {ks}")
     best, scores = None, {}
-    for k in candidates:
-        plan = fit_clusters(search, train, k, seed, progress, representation)
-        model = retrain(search, plan, train, validation, seed=seed, **options)
-        scores[k] = validation_auc(model, validation)
-        logger.info("clusters auto: K = %d, validation AUC %.4f", k, scores[k])
-        if best is None or scores[k] > scores[best[1].num_clusters]:
+    for plan in plans:
+        model = retrain(search, plan, train, validation, **options)
+        scores[plan.num_clusters] = validation_auc(model, validation)
+        logger.info("clusters auto: K = %d, validation AUC %.4f", plan.num_clusters,
+                    scores[plan.num_clusters])
+        if best is None or scores[plan.num_clusters] > scores[best[1].num_clusters]:
             best = (model, plan)
     return best[0], best[1], scores

@@ -63,7 +63,8 @@ class PipelineConfig:
         gate_rank: Search's gate kernel rank (0: full).
         patience: epochs without a better validation AUC before a phase of Search, a
             recommender of Retrain or the base model stops (the training rule).
-        clusters: Cluster's K.
+        clusters: Cluster's K; 0 (IHAS_CLUSTERS=auto or 0): the K of
+            `defaults.CLUSTER_CANDIDATES` whose retrained model has the best validation AUC.
         representation: what Cluster's K-Means clusters: "probability", "mask" or
             "masked_embedding" (`ihas_keras.layers.router.REPRESENTATIONS`).
         retrain_epochs: Retrain's most epochs per recommender (early stopping).
@@ -137,6 +138,9 @@ def from_env(**overrides: Any) -> PipelineConfig:
         if field.name == "beam_args":
             if os.environ.get(name):
                 values[field.name] = tuple(shlex.split(os.environ[name]))
+            continue
+        if field.name == "clusters" and os.environ.get(name, "").strip().lower() == "auto":
+            values[field.name] = 0
             continue
         kind = type(field.default)
         value = _env(name, None, kind)

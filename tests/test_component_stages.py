@@ -38,6 +38,7 @@ from ihas_keras.data.ingest import ingest
 from ihas_keras.data.preprocess import SPLITS, raw_feature_spec
 from ihas_keras.data.transform import transform
 from ihas_keras.errors import BadInputError
+from ihas_keras.retraining import validation_auc
 from tests.planted import KEPT, criteo5_schema
 
 K = 2
@@ -409,6 +410,52 @@ def test_retrain_with_one_cluster_serves_one_recommender(upstream, searched, tmp
     np.testing.assert_allclose(served["probability"].numpy(),
                                model({f: transformed[f] for f in KEPT}).numpy(),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_clusters_auto_retrains_each_candidate_and_keeps_the_best(upstream, searched, tmp_path):
+    """num_clusters 0 (auto): Cluster writes a plan per candidate K, Retrain retrains each and
+    keeps the one of the best validation AUC, recording the choice and every K's AUC."""
+    plan = artifact(ClusterPlan, tmp_path / "plan")
+    ClusterExecutor().Do({"examples": [upstream["transformed"]], "model": searched["model"]},
+                         {"cluster_plan": [plan]},
+                         {**upstream["props"], **CLUSTER_PROPS, "num_clusters": 0,
+                          "candidates": json.dumps([1, 2])})  # as TFX passes a list
+    for k in (1, 2):
+        assert ihas_keras.ClusterPlan.load(
+            os.path.join(plan.uri, f"k{k}", "plan.json")).num_clusters == k
+    assert not os.path.exists(os.path.join(plan.uri, "plan.json"))
+    outputs = {"model": [artifact(standard_artifacts.Model, tmp_path / "model")],
+               "baseline": [artifact(standard_artifacts.Model, tmp_path / "baseline")]}
+    RetrainExecutor().Do(
+        {"examples": [upstream["transformed"]], "transform_graph": [upstream["graph"]],
+         "search_model": searched["model"], "cluster_plan": [plan]},
+        outputs, {**upstream["props"], **RETRAIN_PROPS})
+    uri = outputs["model"][0].uri
+    with open(os.path.join(uri, "clusters.json")) as f:
+        choice = json.load(f)
+    scores = {int(k): auc for k, auc in choice["validation_auc"].items()}
+    assert sorted(scores) == [1, 2] and all(0.5 < auc <= 1 for auc in scores.values())
+    assert choice["num_clusters"] == max(scores, key=scores.get)
+    kept = ihas_keras.ClusterPlan.load(os.path.join(uri, "plan.json"))
+    assert kept.num_clusters == choice["num_clusters"]
+    model = keras.saving.load_model(os.path.join(uri, "routed.keras"))
+    if kept.num_clusters == 1:
+        assert type(model) is ihas_keras.Recommender
+    else:
+        assert type(model) is ihas_keras.RoutedModel and len(model.widths) == kept.num_clusters
+    validation = splits.dataset(upstream["transformed"].uri, "eval",
+                                tft.TFTransformOutput(upstream["graph"].uri)
+                                .transformed_feature_spec(), "label", 256)
+    assert validation_auc(model, validation) == pytest.approx(
+        scores[kept.num_clusters], abs=1e-4)
+
+
+@pytest.mark.parametrize("num_clusters, candidates", [(-1, [1, 2]), (0, []), (0, [0, 2])])
+def test_cluster_rejects_a_bad_k_naming_the_component(num_clusters, candidates):
+    with pytest.raises(ValueError, match="Cluster: "):
+        Cluster(channel.Channel(type=standard_artifacts.Examples),
+                channel.Channel(type=standard_artifacts.Model), format="criteo",
+                num_clusters=num_clusters, candidates=candidates)
 
 
 def test_retrain_with_the_other_cluster_models_serves_them(upstream, searched, clustered,

@@ -145,3 +145,16 @@ def test_kubeflow_v2_compile_names_every_component(run, tmp_path):
     tasks = set(spec["root"]["dag"]["tasks"])
     assert tasks == {c.id for c in create_components(run)}
     assert "ihas:test" in json.dumps(spec["deploymentSpec"])
+
+
+def test_clusters_auto_reaches_the_cluster_component(tmp_path, monkeypatch):
+    """IHAS_CLUSTERS=auto: K chosen by validation AUC among `defaults.CLUSTER_CANDIDATES`."""
+    monkeypatch.setenv("IHAS_CLUSTERS", "auto")
+    config = make_config(tmp_path)
+    assert config.clusters == 0
+    (cluster,) = [c for c in create_components(config) if c.id == "Cluster"]
+    assert cluster.exec_properties["num_clusters"] == 0
+    assert cluster.exec_properties["candidates"] == list(defaults.CLUSTER_CANDIDATES)
+    monkeypatch.setenv("IHAS_CLUSTERS", "-1")
+    with pytest.raises(ValueError, match="Cluster: num_clusters"):
+        create_components(make_config(tmp_path))

@@ -1,11 +1,14 @@
 """The Cluster component: groups examples by their searched embedding masks (K-Means)."""
 
+from collections.abc import Sequence
+
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.cluster import executor
+from components.cluster.executor import check_clusters
 from components.types import ClusterPlan
 from ihas_keras import defaults
 from ihas_keras.layers.router import check_representation
@@ -18,6 +21,7 @@ class ClusterSpec(types.ComponentSpec):
         "format": ExecutionParameter(type=str),
         "schema": ExecutionParameter(type=str, optional=True),
         "num_clusters": ExecutionParameter(type=int),
+        "candidates": ExecutionParameter(type=list[int], optional=True),
         "representation": ExecutionParameter(type=str),
         "batch_size": ExecutionParameter(type=int),
         "seed": ExecutionParameter(type=int),
@@ -34,14 +38,17 @@ class Cluster(base_component.BaseComponent):
 
     The points are each example's `representation` (`ihas_keras.fit_clusters`): K-Means is
     fitted on a uniform sample of them, then every example is assigned. Outputs `cluster_plan`
-    (`plan.json`, `ihas_keras.ClusterPlan`, and `widths.png`).
+    (`plan.json`, `ihas_keras.ClusterPlan`, and `widths.png`). With `num_clusters` 0 ("auto")
+    it holds one plan per K of `candidates` instead, in `k{K}/` each, and Retrain keeps the K
+    of the best validation AUC.
 
     Args:
         examples: the transformed examples (Transform's `transformed_examples`).
         model: the Search component's `model`.
         format: the raw format's name (`ihas_keras.data.get_format`).
         schema: the schema file, for format "generic".
-        num_clusters: K, the number of clusters.
+        num_clusters: K, the number of clusters; 0: "auto", a plan per K of CANDIDATES.
+        candidates: the K of "auto" (`ihas_keras.defaults.CLUSTER_CANDIDATES`).
         representation: what K-Means clusters, one of `ihas_keras.layers.router.REPRESENTATIONS`:
             the gate probabilities ("probability"), the masks ("mask") or the masked embeddings
             ("masked_embedding").
@@ -50,7 +57,8 @@ class Cluster(base_component.BaseComponent):
         seed: the sample's and K-Means's seed.
 
     Raises:
-        ValueError: REPRESENTATION is unknown.
+        ValueError: REPRESENTATION is unknown, NUM_CLUSTERS is negative, or a candidate is
+            below 1.
     """
 
     SPEC_CLASS = ClusterSpec
@@ -58,13 +66,17 @@ class Cluster(base_component.BaseComponent):
 
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel, format: str,
                  schema: str | None = None, num_clusters: int = defaults.CLUSTERS,
+                 candidates: Sequence[int] = defaults.CLUSTER_CANDIDATES,
                  representation: str = defaults.REPRESENTATION, batch_size: int = 0,
                  seed: int = defaults.SPLIT_SEED) -> None:
         if isinstance(representation, str):  # a placeholder is checked by the executor
             check_representation(representation, "Cluster")
+        if isinstance(num_clusters, int):
+            check_clusters(num_clusters, candidates)
         spec = ClusterSpec(
             examples=examples, model=model, format=format, schema=schema,
-            num_clusters=num_clusters, representation=representation, batch_size=batch_size,
+            num_clusters=num_clusters, candidates=[int(k) for k in candidates],
+            representation=representation, batch_size=batch_size,
             seed=seed,
             cluster_plan=types.Channel(type=ClusterPlan),
         )

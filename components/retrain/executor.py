@@ -1,25 +1,28 @@
 """The Retrain executor: `ihas_keras.retrain`, a base model, and both serving exports."""
 
+import json
 import logging
 import os
 from typing import Any
 
 import keras
+import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.dsl.components.base import base_executor
 from tfx.types import Artifact, artifact_utils
 from tfx.utils import path_utils
 
 import ihas_keras
-from components.cluster.executor import PLAN_FILE
+from components.cluster.executor import PLAN_FILE, plan_folders
 from components.search.executor import MODEL_FILE, batch_size
 from ihas_keras import defaults
 from ihas_keras.data import get_format, splits
 from ihas_keras.export.saved_model import export_serving_model
-from ihas_keras.retraining import base_recommender, fit_recommender, retrain
+from ihas_keras.retraining import base_recommender, fit_recommender, retrain_best
 
 ROUTED_FILE = "routed.keras"
 BASELINE_FILE = "baseline.keras"
+CHOICE_FILE = "clusters.json"
 
 
 class Executor(base_executor.BaseExecutor):
@@ -28,7 +31,10 @@ class Executor(base_executor.BaseExecutor):
     They are `{model.uri}/routed.keras`, `{baseline.uri}/baseline.keras`, and each one's serving
     SavedModel at `path_utils.serving_model_path(uri)`. With a plan of K >= 2 clusters
     `routed.keras` holds the routed model; with K = 1 it holds a plain recommender with the
-    searched widths (no gate, no router), whose serving export answers cluster 0.
+    searched widths (no gate, no router), whose serving export answers cluster 0. Beside
+    `routed.keras`, `plan.json` is the plan of the model and `clusters.json` its K and every
+    candidate K's validation AUC (one entry unless the plan artifact holds a plan per K, auto:
+    then the model is the K of the best validation AUC, `ihas_keras.retraining.retrain_best`).
     """
 
     def Do(self, input_dict: dict[str, list[Artifact]],
@@ -52,14 +58,16 @@ class Executor(base_executor.BaseExecutor):
                                seed=seed)
         validation = splits.dataset(examples, "eval", spec, fmt.label, batch)
         search = ihas_keras.load_model(os.path.join(search_dir, MODEL_FILE))
-        plan = ihas_keras.ClusterPlan.load(os.path.join(plan_dir, PLAN_FILE))
+        plans = [ihas_keras.ClusterPlan.load(os.path.join(folder, PLAN_FILE))
+                 for folder in plan_folders(plan_dir)]
         backbone = exec_properties.get("backbone") or search.backbone_kind
 
-        model = retrain(search, plan, train, validation, backbone, epochs, batch, patience,
-                        verbose=2, warm=bool(exec_properties["warm_start"]), seed=seed,
-                        shared=_flag(exec_properties, "shared_embedding",
-                                     defaults.SHARED_EMBEDDING),
-                        routing=exec_properties.get("routing") or defaults.ROUTING)
+        model, plan, scores = retrain_best(
+            search, plans, train, validation, backbone=backbone, epochs=epochs,
+            batch_size=batch, patience=patience, verbose=2,
+            warm=bool(exec_properties["warm_start"]), seed=seed,
+            shared=_flag(exec_properties, "shared_embedding", defaults.SHARED_EMBEDDING),
+            routing=exec_properties.get("routing") or defaults.ROUTING)
         logging.info("Retrain: K = %d, %s", plan.num_clusters,
                      "a routed model" if plan.num_clusters > 1 else
                      f"one recommender of widths {plan.widths()[0].tolist()}")
@@ -71,6 +79,11 @@ class Executor(base_executor.BaseExecutor):
             uri = artifact_utils.get_single_uri(output_dict[key])
             trained.save(os.path.join(uri, name))
             export_serving_model(trained, graph, fmt, path_utils.serving_model_path(uri))
+        model_dir = artifact_utils.get_single_uri(output_dict["model"])
+        plan.save(os.path.join(model_dir, PLAN_FILE))
+        with tf.io.gfile.GFile(os.path.join(model_dir, CHOICE_FILE), "w") as f:
+            json.dump({"num_clusters": plan.num_clusters,
+                       "validation_auc": {str(k): auc for k, auc in scores.items()}}, f)
 
 
 def _flag(exec_properties: dict[str, Any], name: str, default: bool) -> bool:
