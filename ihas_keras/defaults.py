@@ -22,8 +22,10 @@ LAZY_ADAM = True
 LAZY_ADAM_CATCH_UP = True  # rare rows take the steps dense Adam would (benchmarks/README)
 # XLA compilation of every model's training step (`compile_recommender`, the bi-level models'
 # `compile`): for GPUs, off by default. Mixed precision is Keras's own dtype policy
-# (`keras.config.set_dtype_policy`), float32 unless a user sets it.
+# (`keras.config.set_dtype_policy`, or `precision.dtype_policy` for one block of work; the
+# pipeline's setting): float32 unless a user sets it.
 JIT_COMPILE = False
+DTYPE_POLICY = "float32"
 
 # The training rule of every model (`ihas_keras.schedule`): train until the validation AUC has
 # not improved for PATIENCE epochs, best weights restored, at most MAX_EPOCHS epochs a phase.

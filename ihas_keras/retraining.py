@@ -45,7 +45,8 @@ def compile_recommender(model: keras.Model, optimizer: keras.optimizers.Optimize
 def fit_recommender(model: keras.Model, train: tf.data.Dataset,
                     validation: tf.data.Dataset | None = None,
                     epochs: int = defaults.RETRAIN_EPOCHS, patience: int = defaults.PATIENCE,
-                    verbose: str | int = "auto") -> keras.Model:
+                    verbose: str | int = "auto",
+                    jit_compile: bool = defaults.JIT_COMPILE) -> keras.Model:
     """Compiles MODEL as the paper does and fits it on TRAIN, by the training rule.
 
     With VALIDATION, training stops once the validation AUC has not improved for PATIENCE
@@ -58,13 +59,15 @@ def fit_recommender(model: keras.Model, train: tf.data.Dataset,
         epochs: the most epochs to train.
         patience: epochs without a better validation AUC before stopping.
         verbose: Keras's `fit` verbosity.
+        jit_compile: compile the training step with XLA (`compile_recommender`).
 
     Returns:
         MODEL, trained.
     """
     callbacks = schedule.callbacks(validation is not None, patience)
-    compile_recommender(model).fit(train, validation_data=validation, epochs=epochs,
-                                   callbacks=callbacks, verbose=verbose, shuffle=False)
+    compile_recommender(model, jit_compile=jit_compile).fit(
+        train, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=verbose,
+        shuffle=False)
     return model
 
 
@@ -124,8 +127,8 @@ def retrain(search: SearchModel, plan: ClusterPlan, train: tf.data.Dataset,
             epochs: int = defaults.RETRAIN_EPOCHS, batch_size: int = defaults.BATCH_SIZE,
             patience: int = defaults.PATIENCE, verbose: str | int = "auto",
             warm: bool = defaults.WARM_START, seed: int | None = None,
-            shared: bool = defaults.SHARED_EMBEDDING,
-            routing: str = defaults.ROUTING) -> keras.Model:
+            shared: bool = defaults.SHARED_EMBEDDING, routing: str = defaults.ROUTING,
+            jit_compile: bool = defaults.JIT_COMPILE) -> keras.Model:
     """The retrain stage: one recommender per cluster, trained on its examples.
 
     With K >= 2 clusters, the routed model: SEARCH's embeddings and gate route each example to
@@ -162,6 +165,7 @@ def retrain(search: SearchModel, plan: ClusterPlan, train: tf.data.Dataset,
         shared: towers over one shared embedding instead of one recommender per cluster.
         routing: with SHARED, how the returned model routes: "gate" or "distilled"
             (`RoutedModel.ROUTINGS`).
+        jit_compile: compile the recommenders' training steps with XLA (`compile_recommender`).
 
     Returns:
         The routed model (K >= 2) or the recommender (K = 1), trained.
@@ -179,14 +183,15 @@ def retrain(search: SearchModel, plan: ClusterPlan, train: tf.data.Dataset,
         if warm:
             warm_start(model, search, kept[0])
         logger.info("retrain: one model, widths %s", plan.widths()[0].tolist())
-        return fit_recommender(model, train, validation, epochs, patience, verbose)
+        return fit_recommender(model, train, validation, epochs, patience, verbose, jit_compile)
     routed = RoutedModel.from_search(search, plan, backbone, shared=shared)
     if shared:
         if warm:
             warm_start_towers(routed.towers, search)
         logger.info("retrain: %d towers over one embedding (%s examples, widths %s)",
                     plan.num_clusters, [int(n) for n in plan.sizes], plan.widths().tolist())
-        fit_recommender(_Probability(routed), train, validation, epochs, patience, verbose)
+        fit_recommender(_Probability(routed), train, validation, epochs, patience, verbose,
+                        jit_compile)
         if routing == "distilled":
             distilled, agreement = distill_router(routed, train, validation, verbose=verbose)
             if agreement >= defaults.MIN_ROUTER_AGREEMENT:
@@ -206,7 +211,7 @@ def retrain(search: SearchModel, plan: ClusterPlan, train: tf.data.Dataset,
                     plan.widths()[k].tolist())
         val = None if validation is None else cluster_examples(routed, validation, k, batch_size)
         fit_recommender(recommender, cluster_examples(routed, train, k, batch_size), val,
-                        epochs, patience, verbose)
+                        epochs, patience, verbose, jit_compile)
     return routed
 
 

@@ -76,6 +76,10 @@ class PipelineConfig:
         batch_size: examples per batch in Search, Cluster and Retrain; 0 (the default): by the
             rule of split "train"'s rows (`ihas_keras.schedule.batch_size`).
         margin: Evaluate's margin: blessed when routed AUC >= base AUC - margin.
+        jit_compile: Search and Retrain compile their training steps with XLA (for GPUs;
+            IHAS_JIT_COMPILE, a boolean as above).
+        dtype_policy: Keras's dtype policy of the models Search and Retrain build: "float32",
+            or "mixed_float16" / "mixed_bfloat16" for GPUs and TPUs (IHAS_DTYPE_POLICY).
         beam_args: Beam pipeline options (IHAS_BEAM_ARGS, split as shell words).
     """
 
@@ -107,6 +111,8 @@ class PipelineConfig:
     routing: str = defaults.ROUTING
     batch_size: int = 0  # 0: by the rule of the training rows
     margin: float = defaults.BLESSING_MARGIN  # blessed when routed AUC >= base AUC - margin
+    jit_compile: bool = defaults.JIT_COMPILE
+    dtype_policy: str = defaults.DTYPE_POLICY
     beam_args: tuple = ("--direct_num_workers=2", "--direct_running_mode=multi_threading")
 
     def __post_init__(self):

@@ -59,7 +59,8 @@ def create_components(config: PipelineConfig) -> list:
         epochs=config.search_epochs, gate_every=config.gate_every,
         gate_learning_rate=config.gate_learning_rate, patience=config.patience,
         batch_size=config.batch_size, regularization_weight=config.regularization_weight,
-        gate_rank=config.gate_rank,
+        gate_rank=config.gate_rank, jit_compile=config.jit_compile,
+        dtype_policy=config.dtype_policy,
         seed=config.seed, **data,
     )
     cluster = Cluster(
@@ -72,7 +73,8 @@ def create_components(config: PipelineConfig) -> list:
         cluster_plan=cluster.outputs["cluster_plan"], epochs=config.retrain_epochs,
         patience=config.patience, batch_size=config.batch_size,
         warm_start=config.warm_start, shared_embedding=config.shared_embedding,
-        routing=config.routing, seed=config.seed, **data,
+        routing=config.routing, jit_compile=config.jit_compile,
+        dtype_policy=config.dtype_policy, seed=config.seed, **data,
     )
     evaluate = Evaluate(
         examples=examples, model=retrain.outputs["model"], baseline=retrain.outputs["baseline"],

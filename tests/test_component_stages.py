@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 from sklearn.metrics import roc_auc_score
+from tensorflow.core.framework import types_pb2
 from tfx.components.pusher import executor as pusher_executor
 from tfx.types import channel, standard_artifacts
 from tfx.utils import path_utils
@@ -38,6 +39,7 @@ from ihas_keras.data.ingest import ingest
 from ihas_keras.data.preprocess import SPLITS, raw_feature_spec
 from ihas_keras.data.transform import transform
 from ihas_keras.errors import BadInputError
+from ihas_keras.export.signatures import read_saved_model
 from ihas_keras.retraining import validation_auc
 from tests.planted import KEPT, criteo5_schema
 
@@ -456,6 +458,42 @@ def test_cluster_rejects_a_bad_k_naming_the_component(num_clusters, candidates):
         Cluster(channel.Channel(type=standard_artifacts.Examples),
                 channel.Channel(type=standard_artifacts.Model), format="criteo",
                 num_clusters=num_clusters, candidates=candidates)
+
+
+def bfloat16_ops(export_dir: str) -> list[str]:
+    """The ops of a SavedModel's functions that take or give bfloat16 values."""
+    graph = read_saved_model(export_dir).meta_graphs[0].graph_def
+    return [node.op for function in graph.library.function for node in function.node_def
+            if any(value.type == types_pb2.DT_BFLOAT16 for value in node.attr.values())]
+
+
+def test_search_and_retrain_take_the_gpu_settings(upstream, searched, clustered, tmp_path):
+    """jit_compile and a mixed dtype policy as execution properties (on CPU here): the models
+    are built under the policy, train with XLA-compiled steps and export float32 scores; the
+    process's policy is float32 again after each stage."""
+    gpu = {"jit_compile": 1, "dtype_policy": "mixed_bfloat16"}
+    search = {"model": [artifact(standard_artifacts.Model, tmp_path / "search")],
+              "model_run": [artifact(standard_artifacts.ModelRun, tmp_path / "run")]}
+    SearchExecutor().Do({"examples": [upstream["transformed"]],
+                         "transform_graph": [upstream["graph"]]},
+                        search, {**upstream["props"], **SEARCH_PROPS, **gpu})
+    assert keras.config.dtype_policy().name == "float32"
+    assert os.path.isfile(os.path.join(search["model"][0].uri, "search.keras"))
+    outputs = {"model": [artifact(standard_artifacts.Model, tmp_path / "model")],
+               "baseline": [artifact(standard_artifacts.Model, tmp_path / "baseline")]}
+    RetrainExecutor().Do(
+        {"examples": [upstream["transformed"]], "transform_graph": [upstream["graph"]],
+         "search_model": searched["model"], "cluster_plan": [clustered]},
+        outputs, {**upstream["props"], **RETRAIN_PROPS, **gpu})
+    assert keras.config.dtype_policy().name == "float32"
+    for key in ("model", "baseline"):
+        export = path_utils.serving_model_path(outputs[key][0].uri)
+        assert bfloat16_ops(export)  # the model computes in bfloat16 behind the TFT graph
+        serve = tf.saved_model.load(export)
+        probability = serve.signatures["serving_default"](
+            examples=raw_test_rows(upstream, 20)[0])["probability"]
+        assert probability.dtype == tf.float32
+        assert np.all((probability.numpy() > 0) & (probability.numpy() < 1))
 
 
 def test_retrain_with_the_other_cluster_models_serves_them(upstream, searched, clustered,

@@ -9,6 +9,7 @@ import tensorflow as tf
 from ihas_keras import optimizers
 from ihas_keras.layers.embedding import FieldEmbedding
 from ihas_keras.models.recommender import Recommender
+from ihas_keras.precision import dtype_policy
 from ihas_keras.retraining import compile_recommender, fit_recommender
 
 
@@ -129,10 +130,8 @@ def test_models_train_under_xla_and_mixed_precision(policy):
     ids = {"a": rng.integers(0, 50, 2048), "b": rng.integers(0, 20, 2048)}
     y = ((ids["a"] % 2) ^ (ids["b"] % 3 == 0)).astype("float32")
     data = tf.data.Dataset.from_tensor_slices((ids, y)).batch(256)
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
     keras.utils.set_random_seed(0)
-    try:
+    with dtype_policy(policy):
         model = compile_recommender(
             Recommender(["a", "b"], [50, 20], [4, 4], hidden_units=[8]), jit_compile=True)
         assert model.jit_compile and model.embedding.compute_dtype != "float32"
@@ -146,8 +145,14 @@ def test_models_train_under_xla_and_mixed_precision(policy):
                                             columns=[[0, 1, 2, 3, 4, 5], [0, 4, 5, 6, 7]],
                                             routing=routing)
             assert routed(ids)["probability"].dtype == tf.float32
-    finally:
-        keras.config.set_dtype_policy(previous)
+    assert keras.config.dtype_policy().name == "float32"  # restored after the block
+
+
+def test_a_dtype_policy_keras_does_not_know_is_named():
+    with pytest.raises(ValueError, match="dtype policy 'float17'"):
+        with dtype_policy("float17"):
+            pass
+    assert keras.config.dtype_policy().name == "float32"
 
 
 def test_the_search_model_trains_under_xla():

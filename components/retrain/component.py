@@ -27,6 +27,8 @@ class RetrainSpec(types.ComponentSpec):
         "warm_start": ExecutionParameter(type=int),  # 0 or 1, as TFX's own components do
         "shared_embedding": ExecutionParameter(type=int, optional=True),  # 0 or 1
         "routing": ExecutionParameter(type=str, optional=True),
+        "jit_compile": ExecutionParameter(type=int, optional=True),  # 0 or 1
+        "dtype_policy": ExecutionParameter(type=str, optional=True),
         "seed": ExecutionParameter(type=int),
     }
     INPUTS = {
@@ -69,6 +71,9 @@ class Retrain(base_component.BaseComponent):
             (`ihas_keras.retrain`'s `shared`); False (0): one recommender per cluster.
         routing: how the shared towers' model routes at serving: "distilled" (a linear router
             over the towers' embedding) or "gate" (the search model's gate and centroids).
+        jit_compile: compile the training steps with XLA (for GPUs; 0 or 1).
+        dtype_policy: Keras's dtype policy of the models built: "float32", "mixed_float16" or
+            "mixed_bfloat16" (`ihas_keras.precision.dtype_policy`).
         seed: seeds the training shuffle and the recommenders' initialisation.
     """
 
@@ -81,13 +86,16 @@ class Retrain(base_component.BaseComponent):
                  epochs: int = defaults.RETRAIN_EPOCHS, patience: int = defaults.PATIENCE,
                  batch_size: int = 0, warm_start: bool | int = defaults.WARM_START,
                  shared_embedding: bool | int = defaults.SHARED_EMBEDDING,
-                 routing: str = defaults.ROUTING, seed: int = defaults.SPLIT_SEED) -> None:
+                 routing: str = defaults.ROUTING,
+                 jit_compile: bool | int = defaults.JIT_COMPILE,
+                 dtype_policy: str = defaults.DTYPE_POLICY,
+                 seed: int = defaults.SPLIT_SEED) -> None:
         spec = RetrainSpec(
             examples=examples, transform_graph=transform_graph, search_model=model,
             cluster_plan=cluster_plan, format=format, schema=schema, backbone=backbone,
             epochs=epochs, patience=patience, batch_size=batch_size,
             warm_start=int(warm_start), shared_embedding=int(shared_embedding),
-            routing=routing, seed=seed,
+            routing=routing, jit_compile=int(jit_compile), dtype_policy=dtype_policy, seed=seed,
             model=types.Channel(type=standard_artifacts.Model),
             baseline=types.Channel(type=standard_artifacts.Model),
         )

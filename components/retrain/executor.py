@@ -14,10 +14,11 @@ from tfx.utils import path_utils
 
 import ihas_keras
 from components.cluster.executor import PLAN_FILE, plan_folders
-from components.search.executor import MODEL_FILE, batch_size
+from components.search.executor import MODEL_FILE, batch_size, gpu_settings
 from ihas_keras import defaults
 from ihas_keras.data import get_format, splits
 from ihas_keras.export.saved_model import export_serving_model
+from ihas_keras.precision import dtype_policy
 from ihas_keras.retraining import base_recommender, fit_recommender, retrain_best
 
 ROUTED_FILE = "routed.keras"
@@ -61,19 +62,22 @@ class Executor(base_executor.BaseExecutor):
         plans = [ihas_keras.ClusterPlan.load(os.path.join(folder, PLAN_FILE))
                  for folder in plan_folders(plan_dir)]
         backbone = exec_properties.get("backbone") or search.backbone_kind
+        jit_compile, policy = gpu_settings(exec_properties)
 
-        model, plan, scores = retrain_best(
-            search, plans, train, validation, backbone=backbone, epochs=epochs,
-            batch_size=batch, patience=patience, verbose=2,
-            warm=bool(exec_properties["warm_start"]), seed=seed,
-            shared=_flag(exec_properties, "shared_embedding", defaults.SHARED_EMBEDDING),
-            routing=exec_properties.get("routing") or defaults.ROUTING)
-        logging.info("Retrain: K = %d, %s", plan.num_clusters,
-                     "a routed model" if plan.num_clusters > 1 else
-                     f"one recommender of widths {plan.widths()[0].tolist()}")
-        keras.utils.set_random_seed(seed)  # the base model's start does not depend on the above
-        baseline = fit_recommender(base_recommender(search, backbone), train, validation,
-                                   epochs, patience, verbose=2)
+        with dtype_policy(policy):
+            model, plan, scores = retrain_best(
+                search, plans, train, validation, backbone=backbone, epochs=epochs,
+                batch_size=batch, patience=patience, verbose=2,
+                warm=bool(exec_properties["warm_start"]), seed=seed,
+                shared=_flag(exec_properties, "shared_embedding", defaults.SHARED_EMBEDDING),
+                routing=exec_properties.get("routing") or defaults.ROUTING,
+                jit_compile=jit_compile)
+            logging.info("Retrain: K = %d, %s", plan.num_clusters,
+                         "a routed model" if plan.num_clusters > 1 else
+                         f"one recommender of widths {plan.widths()[0].tolist()}")
+            keras.utils.set_random_seed(seed)  # the base model's start does not depend on it
+            baseline = fit_recommender(base_recommender(search, backbone), train, validation,
+                                       epochs, patience, verbose=2, jit_compile=jit_compile)
         for key, trained, name in (("model", model, ROUTED_FILE),
                                    ("baseline", baseline, BASELINE_FILE)):
             uri = artifact_utils.get_single_uri(output_dict[key])

@@ -25,6 +25,8 @@ class SearchSpec(types.ComponentSpec):
         "batch_size": ExecutionParameter(type=int),
         "regularization_weight": ExecutionParameter(type=float),
         "gate_rank": ExecutionParameter(type=int, optional=True),
+        "jit_compile": ExecutionParameter(type=int, optional=True),  # 0 or 1
+        "dtype_policy": ExecutionParameter(type=str, optional=True),
         "seed": ExecutionParameter(type=int),
     }
     INPUTS = {
@@ -62,6 +64,9 @@ class Search(base_component.BaseComponent):
             (`ihas_keras.schedule.batch_size`).
         regularization_weight: the gate regularizer's weight in the gate loss.
         gate_rank: the gate kernel's rank; 0: the full N* x N* kernel.
+        jit_compile: compile the training steps with XLA (for GPUs; 0 or 1).
+        dtype_policy: Keras's dtype policy of the models built: "float32", "mixed_float16" or
+            "mixed_bfloat16" (`ihas_keras.precision.dtype_policy`).
         seed: seeds the training shuffle, Keras and the gate noise.
     """
 
@@ -76,14 +81,18 @@ class Search(base_component.BaseComponent):
                  gate_learning_rate: float = defaults.GATE_LEARNING_RATE,
                  patience: int = defaults.PATIENCE, batch_size: int = 0,
                  regularization_weight: float = defaults.REGULARIZATION_WEIGHT,
-                 gate_rank: int = defaults.GATE_RANK, seed: int = defaults.SPLIT_SEED) -> None:
+                 gate_rank: int = defaults.GATE_RANK,
+                 jit_compile: bool | int = defaults.JIT_COMPILE,
+                 dtype_policy: str = defaults.DTYPE_POLICY,
+                 seed: int = defaults.SPLIT_SEED) -> None:
         spec = SearchSpec(
             examples=examples, transform_graph=transform_graph, format=format, schema=schema,
             embedding_dim=embedding_dim, backbone=backbone, pretrain_epochs=pretrain_epochs,
             epochs=epochs, gate_every=gate_every,
             gate_learning_rate=float(gate_learning_rate), patience=patience,
             batch_size=batch_size,
-            regularization_weight=float(regularization_weight), gate_rank=gate_rank, seed=seed,
+            regularization_weight=float(regularization_weight), gate_rank=gate_rank,
+            jit_compile=int(jit_compile), dtype_policy=dtype_policy, seed=seed,
             model=types.Channel(type=standard_artifacts.Model),
             model_run=types.Channel(type=standard_artifacts.ModelRun),
         )

@@ -17,6 +17,7 @@ from ihas_keras import defaults, optimizers, schedule
 from ihas_keras.data import get_format, splits
 from ihas_keras.data.transform import vocabulary_sizes
 from ihas_keras.plots import gate_histograms
+from ihas_keras.precision import dtype_policy
 
 MODEL_FILE = "search.keras"
 HISTOGRAM_FILE = "gate_histogram.png"
@@ -25,6 +26,20 @@ SCALAR = summary_pb2.SummaryMetadata(
     plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
     data_class=summary_pb2.DATA_CLASS_SCALAR,
 ).SerializeToString()
+
+
+def gpu_settings(exec_properties: dict[str, Any]) -> tuple[bool, str]:
+    """(jit_compile, dtype policy) of a stage's execution properties; the defaults where unset.
+
+    Args:
+        exec_properties: the component's execution properties.
+
+    Returns:
+        Whether to compile the training steps with XLA, and Keras's dtype policy of the models.
+    """
+    jit_compile = exec_properties.get("jit_compile")
+    return (defaults.JIT_COMPILE if jit_compile is None else bool(jit_compile),
+            exec_properties.get("dtype_policy") or defaults.DTYPE_POLICY)
 
 
 def batch_size(examples: str, requested: int) -> int:
@@ -106,15 +121,18 @@ class Executor(base_executor.BaseExecutor):
                                seed=exec_properties["seed"])
         validation = splits.dataset(examples, "eval", spec, fmt.label, batch)
 
+        jit_compile, policy = gpu_settings(exec_properties)
         keras.utils.set_random_seed(exec_properties["seed"])
-        model = ihas_keras.build_model(
-            vocabulary_sizes(graph, fmt), exec_properties["embedding_dim"],
-            exec_properties["backbone"], seed=exec_properties["seed"],
-            regularization_weight=exec_properties["regularization_weight"], compile=False,
-            gate_rank=exec_properties.get("gate_rank") or defaults.GATE_RANK,
-        )
+        gate_rank = exec_properties.get("gate_rank")
+        with dtype_policy(policy):
+            model = ihas_keras.build_model(
+                vocabulary_sizes(graph, fmt), exec_properties["embedding_dim"],
+                exec_properties["backbone"], seed=exec_properties["seed"],
+                regularization_weight=exec_properties["regularization_weight"], compile=False,
+                gate_rank=defaults.GATE_RANK if gate_rank is None else gate_rank,
+            )
         model.compile(architecture_optimizer=optimizers.architecture_optimizer(
-            exec_properties["gate_learning_rate"]))
+            exec_properties["gate_learning_rate"]), jit_compile=jit_compile)
         ihas_keras.search(
             model, train, validation, exec_properties["pretrain_epochs"],
             exec_properties["epochs"], exec_properties["gate_every"] or None,

@@ -31,7 +31,9 @@ def histogram_threshold(p: tf.Tensor, bins: int = defaults.THRESHOLD_BINS,
     rows = tf.shape(p)[0]
     index = tf.clip_by_value(tf.cast(tf.floor(p * bins), tf.int32), 0, bins - 1)
     flat = tf.reshape(index + tf.range(rows)[:, None] * bins, [-1])
-    counts = tf.math.bincount(flat, minlength=rows * bins, maxlength=rows * bins, dtype=tf.float32)
+    # A segment sum rather than tf.math.bincount, whose output size depends on the data: XLA
+    # (jit_compile) needs it to follow from the shapes.
+    counts = tf.math.unsorted_segment_sum(tf.ones_like(flat, tf.float32), flat, rows * bins)
     counts = tf.reshape(counts, [rows, bins])
     if smoothing > 1:  # centred moving average, zero-padded at both ends, by prefix sums
         padded = tf.pad(counts, [[0, 0], [(smoothing - 1) // 2 + 1, smoothing // 2]])
