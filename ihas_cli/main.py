@@ -12,6 +12,8 @@ import signal
 import sys
 from importlib import metadata
 
+from serving import limits
+
 
 def _selfcheck(args: argparse.Namespace) -> int:
     from pipeline import selfcheck
@@ -157,6 +159,9 @@ def _serve(args: argparse.Namespace) -> int:
     if min(args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism) < 0:
         return fail("--tensorflow_intra_op_parallelism and --tensorflow_inter_op_parallelism "
                     "must be >= 0")
+    for flag in ("max_request_bytes", "max_batch_size", "rest_api_timeout_in_ms"):
+        if getattr(args, flag) < 1:
+            return fail(f"--{flag} must be at least 1")
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from serving.server import ModelServer
@@ -166,7 +171,9 @@ def _serve(args: argparse.Namespace) -> int:
         poll_wait_seconds=args.file_system_poll_wait_seconds,
         grpc_max_threads=args.grpc_max_threads, enable_warmup=args.enable_model_warmup,
         intra_op_parallelism=args.tensorflow_intra_op_parallelism,
-        inter_op_parallelism=args.tensorflow_inter_op_parallelism,
+        inter_op_parallelism=args.tensorflow_inter_op_parallelism, host=args.host,
+        max_request_bytes=args.max_request_bytes, max_batch_size=args.max_batch_size,
+        rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
     )
     # Stop on Ctrl-C and on SIGTERM (what Docker and Kubernetes send), whatever the parent left:
     # a SIGINT ignored by the parent (SIG_IGN) is inherited, and Python then keeps ignoring it.
@@ -207,6 +214,14 @@ def _add_serve_verb(verbs) -> None:
     serve.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
                        help="TensorFlow's threads running ops side by side (0: TensorFlow "
                        "chooses)")
+    serve.add_argument("--host", default=limits.HOST,
+                       help="address to listen on (0.0.0.0: every interface, as in a container)")
+    serve.add_argument("--max_request_bytes", type=int, default=limits.MAX_REQUEST_BYTES,
+                       help="largest REST body (HTTP 413) or gRPC message (RESOURCE_EXHAUSTED)")
+    serve.add_argument("--max_batch_size", type=int, default=limits.MAX_BATCH_SIZE,
+                       help="most rows of a request's input (INVALID_ARGUMENT above)")
+    serve.add_argument("--rest_api_timeout_in_ms", type=int, default=limits.REST_API_TIMEOUT_MS,
+                       help="close a REST connection idle this long while its request is read")
     serve.set_defaults(func=_serve)
 
 

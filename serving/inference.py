@@ -64,7 +64,8 @@ def predict_signature(served: ServedVersion,
 
 
 def run_predict(served: ServedVersion, signature_name: str, arrays: dict[str, np.ndarray],
-                output_filter: Sequence[str] = ()) -> dict[str, np.ndarray]:
+                output_filter: Sequence[str] = (),
+                max_batch_size: int | None = None) -> dict[str, np.ndarray]:
     """Runs a signature on arrays; `output_filter` picks outputs (all by default).
 
     Args:
@@ -72,6 +73,7 @@ def run_predict(served: ServedVersion, signature_name: str, arrays: dict[str, np
         signature_name: the signature's name; "" for `serving_default`.
         arrays: the inputs, by name.
         output_filter: the output aliases to answer, in order; empty for all of them.
+        max_batch_size: the most rows an input may have; None: no limit.
 
     Returns:
         The outputs, by alias.
@@ -89,17 +91,18 @@ def run_predict(served: ServedVersion, signature_name: str, arrays: dict[str, np
                           f"expected to be in the set {{{','.join(sorted(aliases))}}}.")
         if alias in output_filter[:i]:
             raise invalid(f"duplicate output tensor alias: {alias}")
-    outputs = run_signature(fn, arrays)
+    outputs = run_signature(fn, arrays, max_batch_size)
     return {k: outputs[k] for k in output_filter} if output_filter else outputs
 
 
-def predict(served: ServedVersion,
-            request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+def predict(served: ServedVersion, request: predict_pb2.PredictRequest,
+            max_batch_size: int | None = None) -> predict_pb2.PredictResponse:
     """Predict: runs the request's signature on its inputs.
 
     Args:
         served: the loaded version the request's model spec names.
         request: the PredictRequest.
+        max_batch_size: the most rows an input may have; None: no limit.
 
     Returns:
         The PredictResponse: the outputs (those of `output_filter`, or all) and the model spec
@@ -112,7 +115,7 @@ def predict(served: ServedVersion,
     name = request.model_spec.signature_name or DEFAULT_SIGNATURE
     check_inputs(input_specs(predict_signature(served, name)), request.inputs)
     arrays = {k: tensor_to_array(k, v) for k, v in request.inputs.items()}
-    outputs = run_predict(served, name, arrays, list(request.output_filter))
+    outputs = run_predict(served, name, arrays, list(request.output_filter), max_batch_size)
     response = predict_pb2.PredictResponse(model_spec=_model_spec(served, name))
     for alias, array in outputs.items():
         response.outputs[alias].CopyFrom(array_to_tensor(array))
@@ -178,13 +181,14 @@ def _check_2d(name: str, array: np.ndarray, kind: str, n: int) -> None:
         raise invalid(f"Expected {name} output batch size of {n}. Got: {array.shape[0]}")
 
 
-def classify(served: ServedVersion, request: classification_pb2.ClassificationRequest
-             ) -> classification_pb2.ClassificationResponse:
+def classify(served: ServedVersion, request: classification_pb2.ClassificationRequest,
+             max_batch_size: int | None = None) -> classification_pb2.ClassificationResponse:
     """Classify: runs a classification signature on the request's serialized tf.Examples.
 
     Args:
         served: the loaded version the request's model spec names.
         request: the ClassificationRequest.
+        max_batch_size: the most examples a request may have; None: no limit.
 
     Returns:
         The ClassificationResponse: per example, the (label, score) of every class.
@@ -196,7 +200,7 @@ def classify(served: ServedVersion, request: classification_pb2.ClassificationRe
     """
     name, fn = _classify_signature(served, request.model_spec.signature_name)
     examples = serialized_examples(request.input)
-    outputs = run_signature(fn, {"inputs": np.array(examples, dtype=object)})
+    outputs = run_signature(fn, {"inputs": np.array(examples, dtype=object)}, max_batch_size)
     classes, scores = outputs.get("classes"), outputs.get("scores")
     n = len(examples)
     if classes is not None:

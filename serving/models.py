@@ -21,6 +21,7 @@ from tensorflow_serving.apis import get_model_status_pb2, model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from ihas_keras.export.signatures import read_signature_defs
+from serving.limits import MAX_VERSION
 from serving.tensors import ServingError, grpc_code
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,11 @@ def read_model_config_file(path: str) -> list[model_server_config_pb2.ModelConfi
     return models
 
 
+def _is_version(name: str) -> bool:
+    """A folder name that is a version: ASCII digits of an int64 ('²' is a digit, not one)."""
+    return name.isascii() and name.isdigit() and int(name) <= MAX_VERSION
+
+
 def _fingerprint(path: str) -> tuple:
     stats = []
     for p in (path, os.path.join(path, "saved_model.pb")):
@@ -199,7 +205,7 @@ class ModelManager:
             log.error("model %s: cannot list base path %s: %s", name, config.base_path, e)
             return
         on_disk = {int(e): os.path.join(config.base_path, e) for e in entries
-                   if e.isdigit() and os.path.isdir(os.path.join(config.base_path, e))}
+                   if _is_version(e) and os.path.isdir(os.path.join(config.base_path, e))}
         with self._lock:
             status = dict(self._status[name])
         candidates = {v for v, path in on_disk.items()

@@ -5,6 +5,10 @@ MultiInference answer UNIMPLEMENTED) and `tensorflow.serving.ModelService` (GetM
 REST (TF Serving's paths): GET /v1/models/NAME[/versions/N|/labels/L][/metadata] and
 POST /v1/models/NAME[/versions/N|/labels/L]:(predict|classify). Errors answer as TF Serving's:
 a gRPC status code, or {"error": message} with the HTTP status TF Serving maps that code to.
+Every client mistake gets a client code (never INTERNAL or HTTP 500), in a message of at most
+`tensors.MAX_MESSAGE_CHARS` characters. Limits: `max_request_bytes` (REST bodies: HTTP 413;
+gRPC messages: RESOURCE_EXHAUSTED), `max_batch_size` (rows of an input: INVALID_ARGUMENT) and
+`rest_api_timeout_in_ms` (a REST connection that sends nothing for that long is closed).
 """
 
 import functools
@@ -33,10 +37,12 @@ from tensorflow_serving.apis import (
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving import inference
+from serving.limits import HOST, MAX_BATCH_SIZE, MAX_REQUEST_BYTES, MAX_VERSION, REST_API_TIMEOUT_MS
 from serving.models import ModelManager
 from serving.tensors import (
     ServingError,
     arrays_to_json,
+    excerpt,
     input_specs,
     invalid,
     json_to_arrays,
@@ -75,27 +81,32 @@ def _rpc(method):
             return method(self, request)
         except ServingError as e:
             error = e
+        except RecursionError:
+            error = invalid("the request is nested too deeply")
         except Exception as e:
-            log.exception("%s failed", method.__name__)
-            error = ServingError(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+            log.exception("%s failed: %s", method.__name__, excerpt(str(e)))
+            error = ServingError(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}")
         context.abort(error.code, error.message)
 
     return handler
 
 
 class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, manager: ModelManager):
+    def __init__(self, manager: ModelManager, max_batch_size: int | None):
         self._manager = manager
+        self._max_batch_size = max_batch_size
 
     @_rpc
     def Predict(self, request):
         """PredictionService.Predict."""
-        return inference.predict(self._manager.get(request.model_spec), request)
+        return inference.predict(self._manager.get(request.model_spec), request,
+                                 self._max_batch_size)
 
     @_rpc
     def Classify(self, request):
         """PredictionService.Classify."""
-        return inference.classify(self._manager.get(request.model_spec), request)
+        return inference.classify(self._manager.get(request.model_spec), request,
+                                  self._max_batch_size)
 
     @_rpc
     def GetModelMetadata(self, request):
@@ -128,7 +139,7 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
         raise _unimplemented("HandleReloadConfigRequest")
 
 
-_PATH = re.compile(r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|"
+_PATH = re.compile(r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[0-9]+)|"
                    r"/labels/(?P<label>[^/:]+))?(?P<verb>/metadata|:predict|:classify|:regress)?",
                    re.IGNORECASE)
 
@@ -141,6 +152,11 @@ def _to_json(message) -> dict:
 class _RestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: every answer has a Content-Length
     server_version = "ihas-serve"
+    sys_version = ""  # the Server header names no Python version
+
+    def setup(self):
+        self.timeout = self.server.timeout_seconds  # socket reads and writes
+        super().setup()
 
     def do_GET(self):
         """GET: model status or metadata."""
@@ -158,9 +174,12 @@ class _RestHandler(BaseHTTPRequestHandler):
             body = self._read_body()
             status, payload = 200, json.dumps(self._route(method, body))
         except ServingError as e:
-            status, payload = _HTTP_STATUS.get(e.code, 500), json.dumps({"error": e.message})
+            status = e.http_status or _HTTP_STATUS.get(e.code, 500)
+            payload = json.dumps({"error": e.message})
+        except RecursionError:
+            status, payload = 400, json.dumps({"error": "the request is nested too deeply"})
         except Exception as e:
-            log.exception("REST %s %s failed", method, self.path)
+            log.exception("REST %s %s failed: %s", method, excerpt(self.path), excerpt(str(e)))
             status, payload = 500, json.dumps({"error": f"internal error: {type(e).__name__}"})
         data = payload.encode()
         self.send_response(status)
@@ -178,7 +197,23 @@ class _RestHandler(BaseHTTPRequestHandler):
         except ValueError:
             self.close_connection = True
             raise invalid("bad Content-Length") from None
-        return self.rfile.read(length) if length > 0 else b""
+        limit = self.server.max_request_bytes
+        if length > limit:
+            self.close_connection = True  # the body is not read
+            raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               f"request body of {length} bytes is larger than the limit of "
+                               f"{limit} (ihas serve --max_request_bytes)", http_status=413)
+        try:
+            body = self.rfile.read(length) if length > 0 else b""
+        except TimeoutError:
+            self.close_connection = True
+            raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                               f"request body not received within {self.timeout:g} s "
+                               "(ihas serve --rest_api_timeout_in_ms)", http_status=408) from None
+        if len(body) < length:  # the client closed the connection, or timed out
+            self.close_connection = True
+            raise invalid(f"request body ended after {len(body)} of {length} bytes")
+        return body
 
     def _route(self, method: str, body: bytes) -> dict:
         match = _PATH.fullmatch(urlsplit(self.path).path)
@@ -187,6 +222,10 @@ class _RestHandler(BaseHTTPRequestHandler):
             raise invalid(f"Malformed request: {method} {self.path}")
         spec = model_pb2.ModelSpec(name=match["name"])
         if match["version"]:
+            if int(match["version"]) > MAX_VERSION:
+                raise ServingError(grpc.StatusCode.NOT_FOUND,
+                                   f"Servable not found for request: Specific({match['name']}, "
+                                   f"{match['version'][:20]}): no such version")
             spec.version.value = int(match["version"])
         elif match["label"]:
             spec.version_label = match["label"]
@@ -211,18 +250,21 @@ class _RestHandler(BaseHTTPRequestHandler):
             raise invalid("'signature_name' must be a string")
         spec.signature_name = signature_name
         if verb == ":predict":
-            return _predict(manager, spec, request)
-        return _classify(manager, spec, request)
+            return _predict(manager, spec, request, self.server.max_batch_size)
+        return _classify(manager, spec, request, self.server.max_batch_size)
 
 
-def _predict(manager: ModelManager, spec: model_pb2.ModelSpec, request: dict) -> dict:
+def _predict(manager: ModelManager, spec: model_pb2.ModelSpec, request: dict,
+             max_batch_size: int | None) -> dict:
     served = manager.get(spec)
     fn = inference.predict_signature(served, spec.signature_name)
     arrays, row = json_to_arrays(request, input_specs(fn))
-    return arrays_to_json(inference.run_predict(served, spec.signature_name, arrays), row)
+    return arrays_to_json(inference.run_predict(served, spec.signature_name, arrays,
+                                                max_batch_size=max_batch_size), row)
 
 
-def _classify(manager: ModelManager, spec: model_pb2.ModelSpec, request: dict) -> dict:
+def _classify(manager: ModelManager, spec: model_pb2.ModelSpec, request: dict,
+              max_batch_size: int | None) -> dict:
     examples = request.get("examples")
     if not isinstance(examples, list) or not examples:
         raise invalid("'examples' must be a non-empty list of JSON tf.Examples")
@@ -234,7 +276,7 @@ def _classify(manager: ModelManager, spec: model_pb2.ModelSpec, request: dict) -
     else:
         request_input.example_list.examples.extend(json_to_example(e) for e in examples)
     response = inference.classify(manager.get(spec), classification_pb2.ClassificationRequest(
-        model_spec=spec, input=request_input))
+        model_spec=spec, input=request_input), max_batch_size)
     return {"results": [[[c.label, c.score] for c in result.classes]
                         for result in response.result.classifications]}
 
@@ -242,9 +284,12 @@ def _classify(manager: ModelManager, spec: model_pb2.ModelSpec, request: dict) -
 class _RestServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address, manager: ModelManager):
+    def __init__(self, address, manager: ModelManager, max_request_bytes: int,
+                 max_batch_size: int | None, timeout_seconds: float):
         super().__init__(address, _RestHandler)
         self.manager = manager
+        self.max_request_bytes, self.max_batch_size = max_request_bytes, max_batch_size
+        self.timeout_seconds = timeout_seconds
 
     def server_bind(self):
         # HTTPServer's own looks the host up with socket.getfqdn, which hangs without DNS.
@@ -262,7 +307,8 @@ class ModelServer:
         configs: the ModelConfig protos, one per model.
         grpc_port: the gRPC port; 0 for a free one.
         rest_port: the REST port; 0 for a free one, None for no REST.
-        host: the address both listen on.
+        host: the address both listen on (127.0.0.1: this machine only; 0.0.0.0: every
+            interface, as in a container).
         poll_wait_seconds: seconds between two polls of the model folders (`ModelManager`).
         grpc_max_threads: the threads of the gRPC server's pool.
         enable_warmup: replay each version's warmup requests (`inference.replay_warmup`) after
@@ -271,6 +317,12 @@ class ModelServer:
             `--tensorflow_intra_op_parallelism`); 0 lets TensorFlow choose.
         inter_op_parallelism: TensorFlow's threads running ops side by side (TF Serving's
             `--tensorflow_inter_op_parallelism`); 0 lets TensorFlow choose.
+        max_request_bytes: the largest REST body (HTTP 413 above it) or gRPC message
+            (RESOURCE_EXHAUSTED) of a request.
+        max_batch_size: the most rows of a request's input (INVALID_ARGUMENT above it); None:
+            no limit.
+        rest_api_timeout_in_ms: a REST connection idle this long while the server waits for
+            its request is closed (TF Serving's flag of that name).
 
     Raises:
         RuntimeError: a thread count other than 0 is given after TensorFlow's runtime started
@@ -279,9 +331,12 @@ class ModelServer:
 
     def __init__(self, configs: Iterable[model_server_config_pb2.ModelConfig], *,
                  grpc_port: int = 8500, rest_port: int | None = 8501,
-                 host: str = "0.0.0.0", poll_wait_seconds: float = 1.0,
+                 host: str = HOST, poll_wait_seconds: float = 1.0,
                  grpc_max_threads: int = 16, enable_warmup: bool = True,
-                 intra_op_parallelism: int = 0, inter_op_parallelism: int = 0) -> None:
+                 intra_op_parallelism: int = 0, inter_op_parallelism: int = 0,
+                 max_request_bytes: int = MAX_REQUEST_BYTES,
+                 max_batch_size: int | None = MAX_BATCH_SIZE,
+                 rest_api_timeout_in_ms: int = REST_API_TIMEOUT_MS) -> None:
         if intra_op_parallelism:
             tf.config.threading.set_intra_op_parallelism_threads(intra_op_parallelism)
         if inter_op_parallelism:
@@ -290,6 +345,8 @@ class ModelServer:
                                     inference.replay_warmup if enable_warmup else None)
         self.host, self.grpc_port, self.rest_port = host, grpc_port, rest_port
         self._grpc_max_threads = grpc_max_threads
+        self._max_request_bytes, self._max_batch_size = max_request_bytes, max_batch_size
+        self._timeout_seconds = rest_api_timeout_in_ms / 1000
         self._grpc: grpc.Server | None = None
         self._rest: _RestServer | None = None
         self._stopped = threading.Event()
@@ -304,12 +361,13 @@ class ModelServer:
             OSError: it cannot listen for gRPC on `host:grpc_port`.
         """
         self.manager.start()
-        options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+        options = [("grpc.max_receive_message_length", self._max_request_bytes),
+                   ("grpc.max_send_message_length", -1)]
         self._grpc = grpc.server(futures.ThreadPoolExecutor(self._grpc_max_threads,
                                                             thread_name_prefix="grpc"),
                                  options=options)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            _PredictionService(self.manager), self._grpc)
+            _PredictionService(self.manager, self._max_batch_size), self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
             _ModelService(self.manager), self._grpc)
         address = f"{self.host}:{self.grpc_port}"
@@ -323,7 +381,9 @@ class ModelServer:
         self._grpc.start()
         log.info("gRPC (TF Serving API) listening on %s:%d", self.host, port)
         if self.rest_port is not None:
-            self._rest = _RestServer((self.host, self.rest_port), self.manager)
+            self._rest = _RestServer((self.host, self.rest_port), self.manager,
+                                     self._max_request_bytes, self._max_batch_size,
+                                     self._timeout_seconds)
             self.rest_port = self._rest.server_address[1]
             threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True).start()
             log.info("REST API listening on http://%s:%d/v1/models/...", self.host,

@@ -3,7 +3,7 @@
 TensorProto <-> numpy, TF Serving's REST JSON ("instances" rows, "inputs" columns, {"b64": ...}
 for binary strings) <-> numpy, JSON tf.Examples for :classify, and the checks of a request's inputs
 against a signature's input specs. Every bad input raises `ServingError` (INVALID_ARGUMENT) naming
-the input.
+the input; every message is bounded (`excerpt`): a short, escaped excerpt of the input at most.
 """
 
 import base64
@@ -17,6 +17,22 @@ import tensorflow as tf
 from tensorflow.core.framework.tensor_pb2 import TensorProto
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
+MAX_MESSAGE_CHARS = 500  # the longest error message sent to a client (or logged of one)
+
+
+def excerpt(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """TEXT with what is not printable escaped, cut at LIMIT characters (its length said).
+
+    Args:
+        text: a message, perhaps quoting a client's input.
+        limit: the most characters kept.
+
+    Returns:
+        The bounded text.
+    """
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text[:limit + 1])
+    return text if len(text) <= limit else f"{text[:limit]}... (cut at {limit} characters)"
 
 
 class ServingError(Exception):
@@ -24,13 +40,17 @@ class ServingError(Exception):
 
     Args:
         code: the gRPC status code.
-        message: the error message.
+        message: the error message (bounded by `excerpt`).
+        http_status: the REST answer's status; None: the one TF Serving maps CODE to.
     """
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str,
+                 http_status: int | None = None) -> None:
+        message = excerpt(message)
         super().__init__(message)
         self.code = code
         self.message = message
+        self.http_status = http_status
 
 
 def grpc_code(number: int) -> grpc.StatusCode:
@@ -122,6 +142,9 @@ def tensor_to_array(name: str, proto: TensorProto) -> np.ndarray:
     Raises:
         ServingError: INVALID_ARGUMENT naming the input when the TensorProto is malformed.
     """
+    dims = [d.size for d in proto.tensor_shape.dim]
+    if any(size < 0 for size in dims):
+        raise invalid(f"input '{name}': TensorProto shape {dims} has a negative dimension")
     try:
         return tf.make_ndarray(proto)
     except Exception as e:  # unknown dtype, content that does not fill the shape, ...
@@ -140,29 +163,52 @@ def array_to_tensor(array: np.ndarray) -> TensorProto:
     return tf.make_tensor_proto(array)
 
 
-def run_signature(fn: tf.types.experimental.ConcreteFunction,
-                  arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def check_batch_size(name: str, array: np.ndarray, max_batch_size: int | None) -> None:
+    """An input of more than MAX_BATCH_SIZE rows -> INVALID_ARGUMENT, as TF Serving's batching.
+
+    Args:
+        name: the input's name.
+        array: its value.
+        max_batch_size: the most rows (its first dimension); None: no limit.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT naming the input and the limit.
+    """
+    if max_batch_size is not None and array.ndim and array.shape[0] > max_batch_size:
+        raise invalid(f"input '{name}': task size {array.shape[0]} is larger than the maximum "
+                      f"batch size {max_batch_size} (ihas serve --max_batch_size)")
+
+
+def run_signature(fn: tf.types.experimental.ConcreteFunction, arrays: dict[str, np.ndarray],
+                  max_batch_size: int | None = None) -> dict[str, np.ndarray]:
     """Validates `arrays` against `fn`'s inputs, runs it; TF's errors keep their status code.
 
     Args:
         fn: a loaded signature.
         arrays: its inputs, by name.
+        max_batch_size: the most rows an input may have; None: no limit.
 
     Returns:
         Its outputs, by name.
 
     Raises:
-        ServingError: INVALID_ARGUMENT when ARRAYS do not match the inputs; TF's status code when
-            the run fails.
+        ServingError: INVALID_ARGUMENT when ARRAYS do not match the inputs or have too many
+            rows, or when TensorFlow's message about them is not UTF-8 (a malformed serialized
+            input); TF's status code when the run fails.
     """
     specs = input_specs(fn)
     check_inputs(specs, arrays)
     for name, array in arrays.items():
         check_array(name, specs[name], array)
+        check_batch_size(name, array, max_batch_size)
     try:
         outputs = fn(**{k: tf.convert_to_tensor(v, specs[k].dtype) for k, v in arrays.items()})
     except tf.errors.OpError as e:
         raise ServingError(grpc_code(e.error_code), e.message) from e
+    except UnicodeDecodeError as e:  # TF quoted the input's bytes in its error message
+        message = e.object.decode("utf-8", "replace") if isinstance(e.object, bytes) else ""
+        raise invalid(f"the inputs could not be run (malformed serialized input?): {message}"
+                      ) from None
     return {name: tensor.numpy() for name, tensor in outputs.items()}
 
 

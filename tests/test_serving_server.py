@@ -100,6 +100,10 @@ def _save(export_dir: str, scale: float) -> None:
         w.write(log.SerializeToString())
 
 
+LIMIT_BYTES, LIMIT_ROWS = 16 << 20, 100  # the test server's limits
+NOT_UTF8 = b"\xff\xfe\x80 not a tf.Example, not UTF-8"
+
+
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
     """Two model versions (different weights), to copy under base paths."""
@@ -121,7 +125,8 @@ def server(sources, tmp_path_factory):
                       'model_platform: "tensorflow" }\n'
                       f'  config {{ name: "other" base_path: "{root / "other"}" }}\n}}\n')
     srv = ModelServer(read_model_config_file(str(config)), grpc_port=0, rest_port=0,
-                      host="127.0.0.1", poll_wait_seconds=0).start()
+                      host="127.0.0.1", poll_wait_seconds=0, max_request_bytes=LIMIT_BYTES,
+                      max_batch_size=LIMIT_ROWS, rest_api_timeout_in_ms=2000).start()
     yield srv
     srv.stop()
 
@@ -298,6 +303,9 @@ GRPC_ERRORS = [
      grpc.StatusCode.INVALID_ARGUMENT,
      "'c'"),
     (predict_request(examples=[b"not a tf.Example"]), grpc.StatusCode.INVALID_ARGUMENT, ""),
+    (predict_request(examples=[NOT_UTF8]), grpc.StatusCode.INVALID_ARGUMENT, "malformed"),
+    (predict_request(examples=EXAMPLES[:1] * (LIMIT_ROWS + 1)), grpc.StatusCode.INVALID_ARGUMENT,
+     f"larger than the maximum batch size {LIMIT_ROWS}"),
     (predict_request(model="nope", examples=EXAMPLES), grpc.StatusCode.NOT_FOUND, "nope"),
     (predict_request(signature="nope", examples=EXAMPLES), grpc.StatusCode.FAILED_PRECONDITION,
      "nope"),
@@ -341,6 +349,13 @@ REST_ERRORS = [
     ("/v1/models/ctr:predict", {"instances": ["not a tf.Example"]}, 400, ""),
     ("/v1/models/ctr:predict", {}, 400, "instances"),
     ("/v1/models/ctr:explode", {}, 400, "Malformed"),
+    ("/v1/models/ctr:predict", {"instances": [{"b64": base64.b64encode(NOT_UTF8).decode()}]},
+     400, "malformed"),
+    ("/v1/models/ctr/versions/99999999999999999999:predict", {"instances": [1]}, 404,
+     "no such version"),
+    ("/v1/models/ctr:predict", b"[" * 100_000, 400, "nested too deeply"),
+    ("/v1/models/ctr:predict", {"instances": [{"b64": base64.b64encode(EXAMPLES[0]).decode()}]
+                                * (LIMIT_ROWS + 1)}, 400, "maximum batch size"),
 ]
 
 
@@ -350,6 +365,62 @@ def test_rest_bad_requests(server, stub, path, body, status, named):
     assert code == status and named in answer["error"]
     assert rest(server, "/v1/models/ctr:predict",
                 {"signature_name": "probability_only", "instances": [1]})[0] == 200
+
+
+def test_negative_tensor_dimensions_are_refused(stub):
+    request = predict_request(examples=EXAMPLES[:1])
+    request.inputs["examples"].tensor_shape.dim[0].size = -1
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Predict(request, timeout=30)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "negative" in e.value.details()
+
+
+def test_errors_quote_a_short_excerpt_of_a_huge_input(server, stub):
+    """A 10 MB garbage input: the answer names the problem in a few hundred characters."""
+    garbage = b"\x07garbage " * 1_000_000
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Predict(predict_request(examples=[garbage]), timeout=60)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert 0 < len(e.value.details()) <= 600 and "\x07" not in e.value.details()
+    status, answer = rest(server, "/v1/models/ctr:predict",
+                          {"instances": [{"b64": base64.b64encode(garbage[:5_000_000]).decode()}]})
+    assert status == 400 and 0 < len(answer["error"]) <= 600
+    assert_serving(stub)
+
+
+def test_requests_above_the_byte_limit_are_refused_unread(server, stub):
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Predict(predict_request(examples=[b"x" * (LIMIT_BYTES + 1)]), timeout=60)
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as sock:
+        sock.sendall(b"POST /v1/models/ctr:predict HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Length: 1000000000000\r\n\r\n{}")
+        answer = sock.makefile("rb").read()  # the server answers and closes
+    assert answer.startswith(b"HTTP/1.1 413") and b"--max_request_bytes" in answer
+    assert b"Python" not in answer.split(b"\r\n\r\n")[0]  # no Python version in Server
+    assert_serving(stub)
+
+
+def test_a_half_sent_rest_request_is_answered_and_closed_after_the_timeout(server):
+    """Content-Length 100, 10 bytes sent, then nothing: after --rest_api_timeout_in_ms (2 s
+    here) the server answers 408 and closes, instead of holding its thread."""
+    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as sock:
+        sock.sendall(b"POST /v1/models/ctr:predict HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"instance")
+        answer = sock.makefile("rb").read()
+    assert answer.startswith(b"HTTP/1.1 408") and b"rest_api_timeout_in_ms" in answer
+
+
+def test_a_version_folder_of_non_ascii_digits_is_not_a_version(sources, tmp_path):
+    shutil.copytree(sources["a"], tmp_path / "1")
+    (tmp_path / "\u00b2").mkdir()  # '²'.isdigit() is true; int('²') raises
+    (tmp_path / "99999999999999999999").mkdir()  # beyond int64
+    manager = ModelManager([model_config("m", str(tmp_path))], poll_wait_seconds=0)
+    manager.start()
+    try:
+        assert manager.loaded_versions("m") == [1]
+    finally:
+        manager.stop()
 
 
 def test_grpc_load(stub):
@@ -453,6 +524,14 @@ def test_serve_rejects_negative_thread_counts(flag, tmp_path, capsys):
     assert flag in err and ">= 0" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("flag", ["--max_request_bytes", "--max_batch_size",
+                                  "--rest_api_timeout_in_ms"])
+def test_serve_rejects_limits_below_one(flag, tmp_path, capsys):
+    assert cli.main(["serve", "--model_base_path", str(tmp_path), flag, "0"]) == 2
+    err = capsys.readouterr().err
+    assert flag in err and "at least 1" in err and len(err.strip().splitlines()) == 1
+
+
 def test_serve_bad_config_file(tmp_path, capsys):
     config = tmp_path / "bad.config"
     config.write_text("model_config_list { config { name: ")
@@ -482,8 +561,8 @@ def test_ihas_serve_process(sources, tmp_path, stop):
         while "REST API listening" not in log:
             log += lines.get(timeout=60)
         assert "model m: loaded version 1" in log
-        assert re.search(r"gRPC .* listening on 0.0.0.0:\d+", log)
-        assert f"REST API listening on http://0.0.0.0:{port}" in log
+        assert re.search(r"gRPC .* listening on 127.0.0.1:\d+", log)  # this machine only
+        assert f"REST API listening on http://127.0.0.1:{port}" in log
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/m", timeout=30) as r:
             assert json.loads(r.read())["model_version_status"][0]["state"] == "AVAILABLE"
         process.send_signal(stop)
