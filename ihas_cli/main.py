@@ -41,7 +41,8 @@ def _validate(args: argparse.Namespace) -> int:
     try:
         fmt = get_format(args.format, args.schema)
         report = validate(
-            args.paths, fmt, quarantine, args.max_bad_fraction, progress=not args.quiet
+            args.paths, fmt, quarantine, args.max_bad_fraction, progress=not args.quiet,
+            allow_empty=args.allow_empty,
         )
     except (BadInputError, ValueError) as e:
         print(f"ihas data validate: {e}", file=sys.stderr)
@@ -129,6 +130,8 @@ def _add_data_verbs(verbs) -> None:
     _add_raw_input_args(check)
     check.add_argument("--quarantine", help="where rejected rows go (default: "
                        "BASENAME.quarantine.jsonl in the current folder)")
+    check.add_argument("--allow-empty", action="store_true",
+                       help="input without data rows is not an error")
     check.set_defaults(func=_validate)
     _add_prepare_verb(data_verbs)
 

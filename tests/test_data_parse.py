@@ -152,6 +152,62 @@ def test_gzip_input_is_read(tmp_path):
     assert (report.rows_read, report.rows_accepted) == (1, 1)
 
 
+def _gzip(path, text: str) -> bytes:
+    import gzip
+
+    data = gzip.compress(text.encode())
+    path.write_bytes(data)
+    return data
+
+
+def test_a_truncated_or_fake_gzip_file_and_a_folder_are_named(tmp_path):
+    """TensorFlow's gzip reader stops where a cut file ends without a word: an error here."""
+    rows = "".join(CRITEO_ROW.replace("\t1\t1\t5", f"\t1\t1\t{i}", 1) + "\n"
+                   for i in range(5000))
+    data = _gzip(tmp_path / "whole.gz", rows)
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BadInputError, match=r"cut\.gz: the gzip stream ends early .* line \d+"):
+        validate([str(cut)], CRITEO, str(tmp_path / "q.jsonl"))
+    fake = tmp_path / "plain.gz"
+    fake.write_text(rows[:1000])
+    with pytest.raises(BadInputError, match=r"plain\.gz: not a gzip file"):
+        validate([str(fake)], CRITEO, str(tmp_path / "q.jsonl"))
+    with pytest.raises(BadInputError, match=r"a folder, not a file"):
+        validate([str(tmp_path)], CRITEO, str(tmp_path / "q.jsonl"))
+    assert validate([str(tmp_path / "whole.gz")], CRITEO,
+                    str(tmp_path / "q.jsonl")).rows_read == 5000
+
+
+def test_a_gzip_file_of_two_members_is_read_whole(tmp_path):
+    """`cat a.gz b.gz > ab.gz` is one valid gzip file: every row of both is read."""
+    _gzip(tmp_path / "a.gz", CRITEO_ROW + "\n")
+    _gzip(tmp_path / "b.gz", CRITEO_ROW + "\n" + CRITEO_ROW + "\n")
+    both = tmp_path / "ab.gz"
+    both.write_bytes((tmp_path / "a.gz").read_bytes() + (tmp_path / "b.gz").read_bytes())
+    report = validate([str(both)], CRITEO, str(tmp_path / "q.jsonl"))
+    assert (report.rows_read, report.rows_accepted) == (3, 3)
+
+
+def test_input_without_data_rows_is_an_error_unless_allowed(tmp_path, capsys):
+    from ihas_cli import main as cli
+
+    empty, header_only = tmp_path / "empty.txt", tmp_path / "header.csv"
+    empty.write_text("")
+    header_only.write_text(AVAZU_HEADER + "\n")
+    for path, fmt in ((empty, CRITEO), (header_only, AVAZU)):
+        with pytest.raises(BadInputError, match="no data rows"):
+            validate([str(path)], fmt, str(tmp_path / "q.jsonl"))
+        assert validate([str(path)], fmt, str(tmp_path / "q.jsonl"),
+                        allow_empty=True).rows_read == 0
+    assert cli.main(["data", "validate", "--format", "criteo", "--quiet",
+                     "--quarantine", str(tmp_path / "q.jsonl"), str(empty)]) == 1
+    err = capsys.readouterr().err
+    assert "no data rows" in err and len(err.strip().splitlines()) == 1
+    assert cli.main(["data", "validate", "--format", "criteo", "--quiet", "--allow-empty",
+                     "--quarantine", str(tmp_path / "q.jsonl"), str(empty)]) == 0
+
+
 def test_wrong_header_and_missing_file_are_clear_errors(tmp_path):
     path = tmp_path / "train.csv"
     path.write_text(AVAZU_HEADER.replace("click", "clicked") + "\n" + AVAZU_ROW + "\n")

@@ -8,6 +8,7 @@ import collections
 import dataclasses
 import json
 import os
+import zlib
 from collections.abc import Callable
 
 import numpy as np
@@ -19,36 +20,87 @@ from ihas_keras.data.parse import REASONS, parse_lines
 from ihas_keras.errors import BadInputError
 
 READ_BATCH_SIZE = 4096  # raw lines parsed per batch
+_CHUNK_BYTES = 1 << 20  # compressed bytes per read of the gzip check
 
 
 def _compression(path: str) -> str:
     return "GZIP" if path.endswith(".gz") else ""
 
 
+def check_gzip(path: str) -> None:
+    """Reads a gzip file through to its end-of-stream marker.
+
+    TensorFlow's and Beam's gzip readers stop without a word where a truncated file ends; this
+    pass (zlib, about as fast as reading the rows) makes that an error.
+
+    Args:
+        path: the file (any `tf.io.gfile` path).
+
+    Raises:
+        BadInputError: the file is not gzip, is corrupt, or ends before its end-of-stream
+            marker; naming the file and the last whole line before the damage.
+    """
+    stream, fed, lines, size = _gunzip(), False, 0, 0
+    with tf.io.gfile.GFile(path, "rb") as f:
+        try:
+            while chunk := f.read(_CHUNK_BYTES):
+                while chunk:
+                    text = stream.decompress(chunk)
+                    lines, size = lines + text.count(b"\n"), size + len(text)
+                    fed, chunk = True, b""
+                    if stream.eof:  # a member ends; what follows it starts the next one
+                        chunk, stream, fed = stream.unused_data, _gunzip(), False
+        except zlib.error as e:
+            where = "not a gzip file" if size == 0 else f"corrupt after line {lines}"
+            raise BadInputError(f"{path}: {where} ({e})") from None
+    if fed and not stream.eof:
+        raise BadInputError(f"{path}: the gzip stream ends early (a truncated file?) after "
+                            f"line {lines}")
+    if not fed and size == 0 and not tf.io.gfile.stat(path).length:
+        raise BadInputError(f"{path}: an empty file, not gzip")
+
+
+def _gunzip():
+    return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+
+
 def check_files(paths: list[str], fmt: TableFormat) -> None:
-    """Every path exists and, for formats with a header, starts with the expected header.
+    """Every path is a readable file (a whole gzip stream if ".gz") with the format's header.
 
     Args:
         paths: the raw files (gzipped when their name ends with ".gz").
         fmt: the files' format.
 
     Raises:
-        BadInputError: no paths are given, a file is missing, or its header does not match FMT.
+        BadInputError: no paths are given, a path is missing or a folder, a ".gz" file is not
+            whole gzip (`check_gzip`), or a header does not match FMT.
     """
     if not paths:
         raise BadInputError("no input files given")
     for path in paths:
         if not tf.io.gfile.exists(path):
             raise BadInputError(f"{path}: no such file")
-        if fmt.header:
-            first = next(iter(tf.data.TextLineDataset(path, _compression(path)).take(1)), None)
-            expected = fmt.delimiter.join(fmt.columns)
-            got = first.numpy().decode("utf-8", "backslashreplace") if first is not None else ""
-            if got != expected:
-                raise BadInputError(
-                    f"{path}, line 1: the header does not match format {fmt.name!r}: "
-                    f"expected {expected[:200]!r}, got {got[:200]!r}"
-                )
+        if tf.io.gfile.isdir(path):
+            raise BadInputError(f"{path}: a folder, not a file")
+        try:
+            _check_file(path, fmt)
+        except tf.errors.OpError as e:  # unreadable (permissions, I/O errors)
+            raise BadInputError(f"{path}: cannot be read: {e.message}") from None
+
+
+def _check_file(path: str, fmt: TableFormat) -> None:
+    """`check_files` of one readable path."""
+    if _compression(path):
+        check_gzip(path)
+    if fmt.header:
+        first = next(iter(tf.data.TextLineDataset(path, _compression(path)).take(1)), None)
+        expected = fmt.delimiter.join(fmt.columns)
+        got = first.numpy().decode("utf-8", "backslashreplace") if first is not None else ""
+        if got != expected:
+            raise BadInputError(
+                f"{path}, line 1: the header does not match format {fmt.name!r}: "
+                f"expected {expected[:200]!r}, got {got[:200]!r}"
+            )
 
 
 def read_table(paths: list[str], fmt: TableFormat,
@@ -137,6 +189,7 @@ def validate(
     on_batch: Callable[[dict, np.ndarray], object] | None = None,
     batch_size: int = READ_BATCH_SIZE,
     progress: bool = False,
+    allow_empty: bool = False,
 ) -> ReadReport:
     """Reads every row, writes rejected ones to QUARANTINE_PATH, and counts.
 
@@ -150,13 +203,15 @@ def validate(
             boolean mask), for callers that keep the accepted rows.
         batch_size: lines per batch.
         progress: show a progress bar.
+        allow_empty: input without data rows passes (`check_counts`).
 
     Returns:
         The counts.
 
     Raises:
         BadInputError: the quarantined fraction is above max_bad_fraction (the quarantine and
-            counts are written first), or `check_files` rejects PATHS.
+            counts are written first), no row was read (unless ALLOW_EMPTY), or `check_files`
+            rejects PATHS.
         RuntimeError: rows read != rows accepted + rows quarantined (`check_counts`).
     """
     report = ReadReport(quarantine=quarantine_path)
@@ -180,7 +235,7 @@ def validate(
     bar.close()
     report.rows_quarantined = sum(reasons.values())
     report.by_reason = dict(reasons)
-    check_counts(report, max_bad_fraction)
+    check_counts(report, max_bad_fraction, allow_empty)
     return report
 
 
@@ -200,19 +255,23 @@ def quarantine_record(file: str, line: int, reason: str, raw: bytes) -> str:
                        "row": raw.decode("utf-8", "backslashreplace")})
 
 
-def check_counts(report: ReadReport, max_bad_fraction: float) -> None:
+def check_counts(report: ReadReport, max_bad_fraction: float, allow_empty: bool = False) -> None:
     """Checks a pass's counts once its quarantine is written.
 
     Args:
         report: the counts; `report.quarantine` names the quarantine file.
         max_bad_fraction: the highest fraction of rejected rows that passes.
+        allow_empty: input without any data row passes.
 
     Raises:
         RuntimeError: rows read != rows accepted + rows quarantined (a bug: rows were lost).
-        BadInputError: more than MAX_BAD_FRACTION of the rows were rejected.
+        BadInputError: more than MAX_BAD_FRACTION of the rows were rejected, or no row was
+            read and ALLOW_EMPTY is not set.
     """
     if report.rows_read != report.rows_accepted + report.rows_quarantined:
         raise RuntimeError(f"rows read != accepted + quarantined: {report.summary()}")
+    if report.rows_read == 0 and not allow_empty:
+        raise BadInputError("the input has no data rows (an empty file, or a header alone)")
     if report.bad_fraction > max_bad_fraction:
         raise BadInputError(
             f"too many bad rows: {report.summary()}, above max_bad_fraction {max_bad_fraction}; "
