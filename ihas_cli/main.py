@@ -12,6 +12,7 @@ import signal
 import sys
 from importlib import metadata
 
+from ihas_cli import quiet
 from serving import limits
 
 
@@ -374,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="iHAS-Keras: instance-wise hierarchical architecture search for CTR models.",
     )
     parser.add_argument("--version", action="version", version=f"ihas {_version()}")
+    parser.add_argument("--verbose", action="store_true",
+                        help="keep TensorFlow's and absl's INFO logs (before the verb)")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     check = verbs.add_parser(
         "selfcheck",
@@ -393,17 +396,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Runs the `ihas` command.
 
+    Unless the first argument is `--verbose`, TensorFlow's and absl's logs below WARNING are
+    dropped (`quiet`; their C++ lines only when ARGV is None, the program's own run).
+
     Args:
         argv: the arguments after the program name; None for `sys.argv[1:]`.
 
     Returns:
         The exit status: 0 on success, 1 for bad input or a failed check, 2 for bad usage.
     """
-    argv = sys.argv[1:] if argv is None else list(argv)
+    as_program, argv = argv is None, sys.argv[1:] if argv is None else list(argv)
     if argv == ["--version"]:  # answered before the parser imports TensorFlow for its defaults
         print(f"ihas {_version()}")
         return 0
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's INFO lines, unless asked for
+    if argv[:1] != ["--verbose"]:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's INFO lines
+        if as_program:  # not when called in a process that owns its stderr (tests)
+            quiet.filter_stderr()
+        quiet.quiet_python_loggers()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verb is None:

@@ -52,3 +52,30 @@ def test_cli_prints_the_version():
     )
     assert out.stdout.strip() == f"ihas {ihas_keras.__version__}"
     assert ihas_keras.__version__ == "0.1.0"
+
+
+def _validate(tmp_path, *flags, data=b"1" + b"\t" * 39 + b"\n"):
+    path = tmp_path / "rows.txt"
+    path.write_bytes(data)
+    return subprocess.run(
+        [sys.executable, "-m", "ihas_cli", *flags, "data", "validate", "--format", "criteo",
+         "--quarantine", str(tmp_path / "q.jsonl"), str(path)],
+        capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_the_command_line_is_quiet_unless_verbose(tmp_path):
+    """TensorFlow's and absl's INFO lines (oneDNN, CUDA drivers) and absl's notice are dropped
+    from a command's stderr; what the command says, its progress bar included, stays."""
+    quiet = _validate(tmp_path)
+    assert quiet.returncode == 0 and "rows read 1, accepted 1" in quiet.stdout
+    noise = [line for line in quiet.stderr.splitlines()
+             if line.startswith("I0000") or "absl::InitializeLog" in line]
+    assert noise == [] and "reading" in quiet.stderr  # the progress bar
+    verbose = _validate(tmp_path, "--verbose")
+    assert verbose.returncode == 0 and "absl::InitializeLog" in verbose.stderr
+    failed = _validate(tmp_path, data=b"")
+    assert failed.returncode == 1
+    said = [line for line in failed.stderr.strip().splitlines() if not line.startswith("reading")]
+    assert said == [
+        "ihas data validate: the input has no data rows (an empty file, or a header alone)"]
