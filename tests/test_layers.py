@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from ihas_keras.layers.embedding import FieldEmbedding
-from ihas_keras.layers.gate import BernoulliGate
+from ihas_keras.layers.gate import BernoulliGate, _straight_through_sample
 from ihas_keras.layers.regularizer import GateRegularizer, polarization
 from ihas_keras.layers.router import CentroidRouter
 from ihas_keras.layers.threshold import ThresholdSearcher, histogram_threshold
@@ -25,6 +25,23 @@ def test_straight_through_is_hard_forward_and_soft_backward():
     assert np.abs(kernel_grad.numpy()).sum() > 0 and np.abs(bias_grad.numpy()).sum() > 0
     # Keep rate follows p: with the bias at logit(0.5) and small logits, about half are kept.
     assert 0.3 < mask.numpy().mean() < 0.7
+
+
+def test_the_sample_is_the_tempered_gumbel_softmax_forward_and_backward():
+    """The cheap form (a Bernoulli comparison forward, the soft sample's gradient computed in
+    the backward pass) equals the straight-through Gumbel-Softmax written out."""
+    logits = tf.random.stateless_normal([512, 8], seed=[1, 2]) * 3
+    u = tf.random.stateless_uniform([512, 8], seed=[3, 4], minval=1e-6, maxval=1 - 1e-6)
+    weights, temperature = tf.range(1.0, 9.0), 0.4
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(logits)
+        hard = _straight_through_sample(logits, tf.sigmoid(logits), u, temperature)
+        soft = tf.sigmoid((logits + tf.math.log(u) - tf.math.log(1 - u)) / temperature)
+        loss, reference = tf.reduce_sum(hard * weights), tf.reduce_sum(soft * weights)
+    clear = np.abs(soft.numpy() - 0.5) > 1e-5  # away from float ties at the boundary
+    np.testing.assert_array_equal(hard.numpy()[clear], (soft.numpy() > 0.5)[clear])
+    np.testing.assert_allclose(tape.gradient(loss, logits).numpy(),
+                               tape.gradient(reference, logits).numpy(), rtol=1e-4, atol=1e-6)
 
 
 def test_stochastic_samples_follow_the_probabilities():

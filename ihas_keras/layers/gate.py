@@ -10,11 +10,25 @@ from ihas_keras import defaults
 from ihas_keras.layers.threshold import ThresholdSearcher
 
 
-@tf.custom_gradient
-def _straight_through(soft):
-    """Forward: the hard 0/1 sample (exactly 0 or 1); backward: the gradient of SOFT."""
-    hard = tf.cast(soft > 0.5, soft.dtype)
-    return hard, lambda upstream: upstream
+def _straight_through_sample(logits, p, u, temperature: float):
+    """The straight-through binary Gumbel-Softmax sample of keep probabilities P = sigmoid(LOGITS).
+
+    Forward: the hard 0/1 sample, soft > 0.5 for the tempered soft sample
+    soft = sigmoid((logits + L) / temperature) with Logistic noise L = log u - log(1 - u), which
+    is u > 1 - p (a Bernoulli(p) draw: one comparison). Backward: the gradient of soft, computed
+    only when a gradient is asked for (the architecture steps), so the base steps, whose
+    gradients do not reach the gate, pay for no noise arithmetic.
+    """
+
+    @tf.custom_gradient
+    def sample(logits):
+        def grad(upstream):
+            soft = tf.sigmoid((logits + tf.math.log(u) - tf.math.log1p(-u)) / temperature)
+            return upstream * soft * (1 - soft) / temperature
+
+        return tf.cast(u > 1 - p, logits.dtype), grad
+
+    return sample(logits)
 
 
 @keras.saving.register_keras_serializable(package="ihas")
@@ -129,8 +143,7 @@ class BernoulliGate(keras.layers.Layer):
             # The difference of the two Gumbel(0, 1) draws of a binary Gumbel-Softmax is
             # Logistic(0, 1): softmax([log p, log 1-p] + g) / tau)[0] = sigmoid((logit + L) / tau).
             u = keras.random.uniform(ops.shape(p), 1e-6, 1 - 1e-6, seed=self.seed_generator)
-            noise = ops.log(u) - ops.log(1 - u)
-            return _straight_through(ops.sigmoid((logits + noise) / self.temperature)), p
+            return _straight_through_sample(logits, p, u, self.temperature), p
         if self.global_threshold is not None:
             return ops.cast(p > self.global_threshold, p.dtype), p
         return ops.cast(p > self.threshold(p)[:, None], p.dtype), p
