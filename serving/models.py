@@ -117,15 +117,19 @@ def _is_version(name: str) -> bool:
     return name.isascii() and name.isdigit() and int(name) <= MAX_VERSION
 
 
-def _fingerprint(path: str) -> tuple:
+def _fingerprint(path: str) -> tuple | None:
+    """(relative path, size, mtime) of every file under a version folder, sorted; None when a
+    file vanished while it was read (a folder being written)."""
     stats = []
-    for p in (path, os.path.join(path, "saved_model.pb")):
-        try:
-            st = os.stat(p)
-            stats.append((st.st_mtime_ns, st.st_size))
-        except OSError:
-            stats.append(None)
-    return tuple(stats)
+    try:
+        for root, _, files in os.walk(path):
+            for name in files:
+                full = os.path.join(root, name)
+                st = os.stat(full)
+                stats.append((os.path.relpath(full, path), st.st_size, st.st_mtime_ns))
+    except OSError:
+        return None
+    return tuple(sorted(stats))
 
 
 def _wanted(policy, versions) -> set:
@@ -142,7 +146,10 @@ class ModelManager:
     """Serves the models of `configs` (ModelConfig protos); thread-safe.
 
     `warmup(served)` runs on each version after it loads and before it serves; an exception there
-    fails the load.
+    fails the load. A version folder is loaded only once it is stable: every file under it
+    unchanged (size and modification time) since the previous poll, so that a folder copied in
+    place file by file is not tried half-written; a version that failed is tried again when its
+    files change.
 
     Args:
         configs: the ModelConfig protos, one per model.
@@ -162,15 +169,22 @@ class ModelManager:
         self._loaded: dict[str, dict[int, ServedVersion]] = {n: {} for n in self._configs}
         self._status: dict[str, dict[int, _VersionStatus]] = {n: {} for n in self._configs}
         self._warned: set[str] = set()
+        self._seen: dict[tuple[str, int], tuple | None] = {}  # the previous poll's fingerprints
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> "ModelManager":
         """Loads what is on disk now, then polls in the background (unless poll_wait is 0).
 
+        The folders are read twice, up to a second apart, so that only stable versions load.
+
         Returns:
             The manager itself.
         """
+        with self._poll_lock:
+            for config in self._configs.values():
+                self._fingerprints(config.name, self._version_folders(config))
+        self._stop.wait(min(self._poll_wait, 1.0))
         self.poll()
         if self._poll_wait > 0:
             self._thread = threading.Thread(target=self._poll_loop, name="model-poller",
@@ -197,26 +211,45 @@ class ModelManager:
             for config in self._configs.values():
                 self._poll_model(config)
 
-    def _poll_model(self, config) -> None:
-        name = config.name
+    def _version_folders(self, config) -> dict[int, str] | None:
+        """{version: folder} under the model's base path; None when it cannot be listed."""
         try:
             entries = os.listdir(config.base_path)
         except OSError as e:
-            log.error("model %s: cannot list base path %s: %s", name, config.base_path, e)
+            log.error("model %s: cannot list base path %s: %s", config.name, config.base_path, e)
+            return None
+        return {int(e): os.path.join(config.base_path, e) for e in entries
+                if _is_version(e) and os.path.isdir(os.path.join(config.base_path, e))}
+
+    def _fingerprints(self, name: str, on_disk: dict[int, str] | None) -> dict[int, tuple]:
+        """The stable versions' fingerprints (unchanged since the previous call); remembers all."""
+        now = {v: _fingerprint(path) for v, path in (on_disk or {}).items()}
+        stable = {v: fp for v, fp in now.items()
+                  if fp is not None and self._seen.get((name, v)) == fp}
+        self._seen = {key: fp for key, fp in self._seen.items() if key[0] != name}
+        self._seen.update({(name, v): fp for v, fp in now.items()})
+        for version in sorted(set(now) - set(stable)):
+            log.debug("model %s: version %d is being written; waiting for it to settle", name,
+                      version)
+        return stable
+
+    def _poll_model(self, config) -> None:
+        name = config.name
+        on_disk = self._version_folders(config)
+        if on_disk is None:
             return
-        on_disk = {int(e): os.path.join(config.base_path, e) for e in entries
-                   if _is_version(e) and os.path.isdir(os.path.join(config.base_path, e))}
+        stable = self._fingerprints(name, on_disk)
         with self._lock:
             status = dict(self._status[name])
-        candidates = {v for v, path in on_disk.items()
-                      if not (v in status and status[v].fingerprint == _fingerprint(path))}
+        candidates = {v for v, fp in stable.items()
+                      if not (v in status and status[v].fingerprint == fp)}
         if not on_disk and not self._loaded[name] and name not in self._warned:
             log.warning("model %s: no version folders under %s yet", name, config.base_path)
             self._warned.add(name)
         wanted = _wanted(config.model_version_policy, candidates)
         while to_load := sorted(wanted - set(self._loaded[name]), reverse=True):
             for version in to_load:
-                if not self._load(name, version, on_disk[version]):
+                if not self._load(name, version, on_disk[version], stable[version]):
                     candidates.discard(version)
             wanted = _wanted(config.model_version_policy, candidates)
         if not wanted:
@@ -227,7 +260,7 @@ class ModelManager:
                 self._status[name][version] = _VersionStatus(State.END)
             log.info("model %s: unloaded version %d", name, version)
 
-    def _load(self, name: str, version: int, path: str) -> bool:
+    def _load(self, name: str, version: int, path: str, fingerprint: tuple) -> bool:
         with self._lock:
             self._status[name][version] = _VersionStatus(State.LOADING)
         try:
@@ -242,7 +275,7 @@ class ModelManager:
             message = f"{type(e).__name__}: {e}"
             with self._lock:
                 self._status[name][version] = _VersionStatus(
-                    State.END, code, message, _fingerprint(path))
+                    State.END, code, message, fingerprint)
                 serving = sorted(self._loaded[name])
             log.error("model %s: version %d at %s failed to load (still serving version(s) %s): "
                       "%s", name, version, path, serving or "none", message)

@@ -499,6 +499,32 @@ def test_failing_warmup_fails_the_load(sources, tmp_path):
     assert "wrong" in v2.status.error_message
 
 
+def test_a_version_copied_in_place_loads_once_complete_and_stable(sources, tmp_path):
+    """A folder written file by file is not tried while it changes; tried half-written (it
+    stood still over a poll), it fails and is tried again once its files change and settle."""
+    base = tmp_path / "m"
+    shutil.copytree(sources["a"], base / "1")
+    manager = ModelManager([model_config("m", str(base))], poll_wait_seconds=0).start()
+    try:
+        assert manager.loaded_versions("m") == [1]
+        (base / "2").mkdir()
+        shutil.copy(os.path.join(sources["b"], "saved_model.pb"), base / "2")
+        manager.poll()  # new: not stable yet, not tried
+        assert [s.state for s in manager.model_status("m")] == [
+            get_model_status_pb2.ModelVersionStatus.AVAILABLE]
+        manager.poll()  # unchanged over a poll: tried, and fails without its variables
+        assert manager.loaded_versions("m") == [1]
+        assert manager.model_status("m")[0].state == get_model_status_pb2.ModelVersionStatus.END
+        for name in ("variables", "assets.extra"):
+            shutil.copytree(os.path.join(sources["b"], name), base / "2" / name)
+        manager.poll()  # changed since the failure: waits for it to settle
+        assert manager.loaded_versions("m") == [1]
+        manager.poll()
+        assert manager.loaded_versions("m") == [2]
+    finally:
+        manager.stop()
+
+
 def read_model_config_file_for(tmp_path, base):
     config = tmp_path / "one.config"
     config.write_text(f'model_config_list {{ config {{ name: "ctr" base_path: "{base}" }} }}')
