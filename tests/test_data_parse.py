@@ -121,6 +121,18 @@ def test_bad_avazu_hour_and_header_line_numbers(tmp_path):
     assert (report.rows_read, report.rows_accepted) == (3, 1)
 
 
+@pytest.mark.parametrize("hour, bad", [
+    ("14022900", True), ("14023112", True), ("14043100", True), ("16022900", False),
+    ("00022900", False), ("14022800", False), ("14123123", False), ("14113100", True),
+])
+def test_avazu_hours_are_real_calendar_days(tmp_path, hour, bad):
+    """29 February only in leap years (2000 and 2016 are), 31 days only in long months."""
+    path = tmp_path / "train.csv"
+    path.write_text("\n".join([AVAZU_HEADER, AVAZU_ROW.replace("14102100", hour)]) + "\n")
+    report = validate([str(path)], AVAZU, str(tmp_path / "q.jsonl"), max_bad_fraction=1.0)
+    assert report.by_reason == ({"bad_hour": 1} if bad else {})
+
+
 def test_too_many_bad_rows_fails_after_writing_the_quarantine(tmp_path):
     path = tmp_path / "day_1.txt"
     path.write_text("\n".join([CRITEO_ROW] * 98 + ["x", "y"]) + "\n")

@@ -117,7 +117,11 @@ def _split_hour(hour: tf.Tensor):
     month = digits // 10000 % 100
     day = digits // 100 % 100
     hh = digits % 100
-    bad = ~well_formed | (month < 1) | (month > 12) | (day < 1) | (day > 31) | (hh > 23)
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_days = tf.gather(tf.constant([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31],
+                                       tf.int64), tf.clip_by_value(month - 1, 0, 11))
+    month_days += tf.cast(leap & (month == 2), tf.int64)
+    bad = ~well_formed | (month < 1) | (month > 12) | (day < 1) | (day > month_days) | (hh > 23)
     # Days since 1970-01-01 (a Thursday), by H. Hinnant's days_from_civil.
     y = year - tf.cast(month <= 2, tf.int64)
     era = y // 400
