@@ -55,6 +55,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace) -> int:
     from ihas_keras.data import get_format, splits
     from ihas_keras.data.ingest import ingest
+    from ihas_keras.data.staging import staged
     from ihas_keras.data.transform import transform
     from ihas_keras.errors import BadInputError, RowsLostError
 
@@ -62,10 +63,12 @@ def _prepare(args: argparse.Namespace) -> int:
     transformed = os.path.join(args.out, "transformed")
     try:
         fmt = get_format(args.format, args.schema)
-        report = ingest(
-            args.paths, fmt, examples, args.seed, args.max_bad_fraction, progress=not args.quiet
-        )
-        rows = transform(examples, fmt, transformed, args.frequency_threshold, args.beam_arg)
+        with staged(args.out) as stage:  # OUT is replaced whole once both steps are done
+            report = ingest(args.paths, fmt, os.path.join(stage, "examples"), args.seed,
+                            args.max_bad_fraction, progress=not args.quiet)
+            rows = transform(os.path.join(stage, "examples"), fmt,
+                             os.path.join(stage, "transformed"), args.frequency_threshold,
+                             args.beam_arg)
     except (BadInputError, ValueError, RowsLostError) as e:
         print(f"ihas data prepare: {e}", file=sys.stderr)
         return 1
@@ -98,7 +101,8 @@ def _add_prepare_verb(data_verbs) -> None:
     )
     _add_raw_input_args(prepare)
     prepare.add_argument("--out", required=True, help="folder: OUT/examples (split tf.Examples, "
-                         "quarantine, counts) and OUT/transformed (TF Transform output)")
+                         "quarantine, counts) and OUT/transformed (TF Transform output); "
+                         "replaced whole when done")
     prepare.add_argument("--seed", type=int, default=defaults.SPLIT_SEED,
                          help="seed of the train/eval/test split")
     prepare.add_argument("--frequency-threshold", type=int, default=defaults.FREQUENCY_THRESHOLD,

@@ -175,6 +175,16 @@ def test_cli_prepare_writes_examples_and_transform_output(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "rows read 500, accepted 500" in printed and str(out / "transformed") in printed
 
+    # A rerun that fails (too many bad rows) leaves the finished preparation as it was.
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with open(data, "a") as f:
+        f.write("short row\n" * 10)
+    assert main(["data", "prepare", "--format", "generic", "--schema", str(schema), "--out",
+                 str(out), "--quiet", str(data)]) == 1
+    assert "too many bad rows" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "prepared.partial").exists()
+
 
 def test_cli_prepare_names_a_missing_input(tmp_path, capsys):
     missing = tmp_path / "nowhere.txt"
