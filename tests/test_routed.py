@@ -184,7 +184,7 @@ def test_warm_start_copies_the_kept_columns(stages):
 def test_a_recommender_stops_on_a_plateau(monkeypatch):
     """An optimizer that cannot move the weights gives a flat validation AUC: fit_recommender
     stops after the first epoch and PATIENCE more, far below its cap, as every model does."""
-    def frozen(model):
+    def frozen(model, jit_compile=False):
         model.compile(optimizer=keras.optimizers.SGD(0.0), loss="binary_crossentropy",
                       metrics=[keras.metrics.AUC(name="auc")])
         return model
