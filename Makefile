@@ -26,7 +26,7 @@ demo:
 # Re-resolves the dependency locks, one per supported Python, for Linux x86_64 with glibc 2.39+.
 lock:
 	for v in $(PYTHONS); do \
-	  $(ENV) uv pip compile pyproject.toml --extra dev --override requirements/overrides.txt \
+	  $(ENV) uv pip compile pyproject.toml --extra dev --extra kubeflow --override requirements/overrides.txt \
 	    --python-version $$v --python-platform x86_64-manylinux_2_39 \
 	    -o requirements/lock-py$$v.txt || exit 1; \
 	done
