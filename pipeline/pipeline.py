@@ -15,7 +15,7 @@ from pipeline.config import PipelineConfig
 PREPROCESSING_FN = "pipeline.preprocessing.preprocessing_fn"
 
 
-def create_components(config: PipelineConfig) -> list:
+def create_components(config: PipelineConfig, fingerprint_input: bool = True) -> list:
     """The pipeline's components, in order.
 
     RawExampleGen, StatisticsGen, SchemaGen, ExampleValidator, Transform, Search, Cluster,
@@ -23,6 +23,8 @@ def create_components(config: PipelineConfig) -> list:
 
     Args:
         config: the settings.
+        fingerprint_input: RawExampleGen records its input files' names, sizes and times (for
+            caching); False where the pipeline is compiled to run elsewhere.
 
     Returns:
         The components.
@@ -30,7 +32,7 @@ def create_components(config: PipelineConfig) -> list:
     data = {"format": config.format, "schema": config.schema or None}
     example_gen = RawExampleGen(
         input_base=config.data_root, seed=config.seed, max_bad_fraction=config.max_bad_fraction,
-        **data,
+        fingerprint_input=fingerprint_input, **data,
     )
     examples = example_gen.outputs["examples"]
     statistics_gen = tfx.components.StatisticsGen(examples=examples)
@@ -95,7 +97,8 @@ def create_components(config: PipelineConfig) -> list:
 
 def create_pipeline(config: PipelineConfig,
                     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
-                    enable_cache: bool = True) -> tfx.dsl.Pipeline:
+                    enable_cache: bool = True,
+                    fingerprint_input: bool = True) -> tfx.dsl.Pipeline:
     """The TFX pipeline for a configuration.
 
     Args:
@@ -103,6 +106,7 @@ def create_pipeline(config: PipelineConfig,
         metadata_connection_config: the ML Metadata store; the local runner passes a SQLite
             store at `config.metadata_path`, the Kubeflow runner None (the cluster's own).
         enable_cache: reuse the outputs of components whose inputs and settings are unchanged.
+        fingerprint_input: as in `create_components`.
 
     Returns:
         The `tfx.dsl.Pipeline`.
@@ -110,7 +114,7 @@ def create_pipeline(config: PipelineConfig,
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=create_components(config),
+        components=create_components(config, fingerprint_input),
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(config.beam_args),

@@ -1,4 +1,4 @@
-"""The whole TFX pipeline under LocalDagRunner on small generated data; caching; Kubeflow V2.
+"""The whole TFX pipeline under LocalDagRunner on small generated data; caching.
 
 The data is a generated Criteo file read through a generic schema that keeps 5 of its fields:
 TF Transform costs about 1 s per field, whatever the row count.
@@ -18,7 +18,7 @@ import tensorflow as tf
 from ihas_keras import defaults
 from ihas_keras.data import synthesize
 from pipeline import config as pipeline_config
-from pipeline import kubeflow_v2_runner, local_runner
+from pipeline import local_runner
 from pipeline.pipeline import create_components
 from serving.client import GrpcPredictor
 from serving.models import model_config
@@ -137,14 +137,6 @@ def test_second_run_reuses_cached_components(run):
     # First run: every component completes; second run: every component is taken from cache.
     assert states.count(metadata_store_pb2.Execution.COMPLETE) == components
     assert states.count(metadata_store_pb2.Execution.CACHED) == components
-
-
-def test_kubeflow_v2_compile_names_every_component(run, tmp_path):
-    path = kubeflow_v2_runner.compile_pipeline(run, str(tmp_path), image="ihas:test")
-    spec = json.load(open(path))["pipelineSpec"]
-    tasks = set(spec["root"]["dag"]["tasks"])
-    assert tasks == {c.id for c in create_components(run)}
-    assert "ihas:test" in json.dumps(spec["deploymentSpec"])
 
 
 def test_clusters_auto_reaches_the_cluster_component(tmp_path, monkeypatch):

@@ -67,6 +67,9 @@ class RawExampleGen(base_beam_component.BaseBeamComponent):
         schema: the schema file, for format "generic".
         seed: the seed of `assign_split`.
         max_bad_fraction: the largest fraction of rejected rows the run accepts.
+        fingerprint_input: record `fingerprint(input_base)` when the pipeline is built, so that a
+            cached run is reused only while the files stay the same; False for a pipeline compiled
+            to run elsewhere (Kubeflow), whose files are not read when it is compiled.
     """
 
     SPEC_CLASS = RawExampleGenSpec
@@ -74,10 +77,12 @@ class RawExampleGen(base_beam_component.BaseBeamComponent):
 
     def __init__(self, input_base: str, format: str = "criteo", schema: str | None = None,
                  seed: int = defaults.SPLIT_SEED,
-                 max_bad_fraction: float = defaults.MAX_BAD_FRACTION) -> None:
+                 max_bad_fraction: float = defaults.MAX_BAD_FRACTION,
+                 fingerprint_input: bool = True) -> None:
         spec = RawExampleGenSpec(
             input_base=input_base, format=format, schema=schema, seed=seed,
-            max_bad_fraction=max_bad_fraction, input_fingerprint=fingerprint(input_base),
+            max_bad_fraction=max_bad_fraction,
+            input_fingerprint=fingerprint(input_base) if fingerprint_input else "",
             examples=types.Channel(type=standard_artifacts.Examples),
             quarantine=types.Channel(type=Quarantine),
         )
