@@ -167,9 +167,13 @@ def _serve(args: argparse.Namespace) -> int:
     if min(args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism) < 0:
         return fail("--tensorflow_intra_op_parallelism and --tensorflow_inter_op_parallelism "
                     "must be >= 0")
-    for flag in ("max_request_bytes", "max_batch_size", "rest_api_timeout_in_ms"):
+    for flag in ("max_request_bytes", "max_batch_size", "rest_api_timeout_in_ms",
+                 "max_inflight_examples"):
         if getattr(args, flag) < 1:
             return fail(f"--{flag} must be at least 1")
+    if args.max_inflight_examples < args.max_batch_size:
+        return fail(f"--max_inflight_examples ({args.max_inflight_examples}) must be at least "
+                    f"--max_batch_size ({args.max_batch_size})")
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from serving.server import ModelServer
@@ -182,6 +186,7 @@ def _serve(args: argparse.Namespace) -> int:
         inter_op_parallelism=args.tensorflow_inter_op_parallelism, host=args.host,
         max_request_bytes=args.max_request_bytes, max_batch_size=args.max_batch_size,
         rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
+        max_inflight_examples=args.max_inflight_examples,
     )
     # Stop on Ctrl-C and on SIGTERM (what Docker and Kubernetes send), whatever the parent left:
     # a SIGINT ignored by the parent (SIG_IGN) is inherited, and Python then keeps ignoring it.
@@ -230,6 +235,10 @@ def _add_serve_verb(verbs) -> None:
                        help="most rows of a request's input (INVALID_ARGUMENT above)")
     serve.add_argument("--rest_api_timeout_in_ms", type=int, default=limits.REST_API_TIMEOUT_MS,
                        help="close a REST connection idle this long while its request is read")
+    serve.add_argument("--max_inflight_examples", type=int,
+                       default=limits.MAX_INFLIGHT_EXAMPLES,
+                       help="most rows being run at once over all requests (UNAVAILABLE, HTTP "
+                       "503, above: the server is busy)")
     serve.set_defaults(func=_serve)
 
 
@@ -414,7 +423,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ihas {_version()}")
         return 0
     if argv[:1] != ["--verbose"]:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's INFO lines
+        # TensorFlow's INFO lines; for `ihas serve` its WARNING lines too: an op's failure on
+        # a bad request is logged there quoting the client's bytes raw and whole (a malformed
+        # tf.Example), what the client is answered, with a bounded excerpt, anyway.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if argv[:1] == ["serve"] else "1")
         if as_program:  # not when called in a process that owns its stderr (tests)
             quiet.filter_stderr()
         quiet.quiet_python_loggers()

@@ -21,11 +21,13 @@ from tensorflow_serving.apis import (
 )
 
 from ihas_keras.export.signatures import CLASSIFY_METHOD, WARMUP_FILE
+from serving.admission import Admission
 from serving.models import ModelManager, ServedVersion
 from serving.tensors import (
     ServingError,
     array_to_tensor,
     check_inputs,
+    check_tensor,
     input_specs,
     invalid,
     run_signature,
@@ -65,7 +67,7 @@ def predict_signature(served: ServedVersion,
 
 def run_predict(served: ServedVersion, signature_name: str, arrays: dict[str, np.ndarray],
                 output_filter: Sequence[str] = (),
-                max_batch_size: int | None = None) -> dict[str, np.ndarray]:
+                admission: Admission | None = None) -> dict[str, np.ndarray]:
     """Runs a signature on arrays; `output_filter` picks outputs (all by default).
 
     Args:
@@ -73,7 +75,7 @@ def run_predict(served: ServedVersion, signature_name: str, arrays: dict[str, np
         signature_name: the signature's name; "" for `serving_default`.
         arrays: the inputs, by name.
         output_filter: the output aliases to answer, in order; empty for all of them.
-        max_batch_size: the most rows an input may have; None: no limit.
+        admission: the caps on rows (per request and in flight); None: none.
 
     Returns:
         The outputs, by alias.
@@ -81,7 +83,7 @@ def run_predict(served: ServedVersion, signature_name: str, arrays: dict[str, np
     Raises:
         ServingError: the signature is missing (FAILED_PRECONDITION); an alias of OUTPUT_FILTER
             is unknown or repeated, or the inputs do not match the signature (INVALID_ARGUMENT);
-            the run fails (TF's status code).
+            the run fails (TF's status code); the errors of `Admission.admit`.
     """
     fn = predict_signature(served, signature_name)
     aliases = list(fn.structured_outputs)
@@ -91,18 +93,18 @@ def run_predict(served: ServedVersion, signature_name: str, arrays: dict[str, np
                           f"expected to be in the set {{{','.join(sorted(aliases))}}}.")
         if alias in output_filter[:i]:
             raise invalid(f"duplicate output tensor alias: {alias}")
-    outputs = run_signature(fn, arrays, max_batch_size)
+    outputs = run_signature(fn, arrays, admission and admission.admit)
     return {k: outputs[k] for k in output_filter} if output_filter else outputs
 
 
 def predict(served: ServedVersion, request: predict_pb2.PredictRequest,
-            max_batch_size: int | None = None) -> predict_pb2.PredictResponse:
+            admission: Admission | None = None) -> predict_pb2.PredictResponse:
     """Predict: runs the request's signature on its inputs.
 
     Args:
         served: the loaded version the request's model spec names.
         request: the PredictRequest.
-        max_batch_size: the most rows an input may have; None: no limit.
+        admission: the caps on the inputs' size and rows; None: none.
 
     Returns:
         The PredictResponse: the outputs (those of `output_filter`, or all) and the model spec
@@ -110,12 +112,19 @@ def predict(served: ServedVersion, request: predict_pb2.PredictRequest,
 
     Raises:
         ServingError: the signature is missing (FAILED_PRECONDITION), the inputs are unknown,
-            missing, malformed or do not match it (INVALID_ARGUMENT), or the run fails.
+            missing, malformed, too large or do not match it (INVALID_ARGUMENT), the server is
+            busy (UNAVAILABLE), or the run fails.
     """
     name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-    check_inputs(input_specs(predict_signature(served, name)), request.inputs)
+    specs = input_specs(predict_signature(served, name))
+    check_inputs(specs, request.inputs)
+    for key, proto in request.inputs.items():  # before anything is expanded
+        if admission is not None:
+            admission.check_tensor(key, specs[key], proto)
+        else:
+            check_tensor(key, specs[key], proto, None)
     arrays = {k: tensor_to_array(k, v) for k, v in request.inputs.items()}
-    outputs = run_predict(served, name, arrays, list(request.output_filter), max_batch_size)
+    outputs = run_predict(served, name, arrays, list(request.output_filter), admission)
     response = predict_pb2.PredictResponse(model_spec=_model_spec(served, name))
     for alias, array in outputs.items():
         response.outputs[alias].CopyFrom(array_to_tensor(array))
@@ -182,13 +191,13 @@ def _check_2d(name: str, array: np.ndarray, kind: str, n: int) -> None:
 
 
 def classify(served: ServedVersion, request: classification_pb2.ClassificationRequest,
-             max_batch_size: int | None = None) -> classification_pb2.ClassificationResponse:
+             admission: Admission | None = None) -> classification_pb2.ClassificationResponse:
     """Classify: runs a classification signature on the request's serialized tf.Examples.
 
     Args:
         served: the loaded version the request's model spec names.
         request: the ClassificationRequest.
-        max_batch_size: the most examples a request may have; None: no limit.
+        admission: the caps on rows (per request and in flight); None: none.
 
     Returns:
         The ClassificationResponse: per example, the (label, score) of every class.
@@ -196,11 +205,13 @@ def classify(served: ServedVersion, request: classification_pb2.ClassificationRe
     Raises:
         ServingError: the signature is not a usable classification signature, the input is
             empty, or its "classes" and "scores" outputs have the wrong type, shape or batch
-            size (INVALID_ARGUMENT or FAILED_PRECONDITION, as TF Serving).
+            size (INVALID_ARGUMENT or FAILED_PRECONDITION, as TF Serving); the errors of
+            `Admission.admit`.
     """
     name, fn = _classify_signature(served, request.model_spec.signature_name)
     examples = serialized_examples(request.input)
-    outputs = run_signature(fn, {"inputs": np.array(examples, dtype=object)}, max_batch_size)
+    outputs = run_signature(fn, {"inputs": np.array(examples, dtype=object)},
+                            admission and admission.admit)
     classes, scores = outputs.get("classes"), outputs.get("scores")
     n = len(examples)
     if classes is not None:

@@ -5,6 +5,7 @@ versions its version policy wants (the highest one by default), polls the folder
 `poll_wait_seconds` in a background thread, loads new versions as they appear and only then
 unloads the ones they replace. A version that fails to load is logged and recorded (state END with
 the error) and the versions already loaded keep answering; it is retried when its files change.
+What clients see of a failed load names paths relative to the model base path (`client_text`).
 """
 
 import logging
@@ -272,7 +273,7 @@ class ModelManager:
             code = grpc.StatusCode.UNKNOWN
             if isinstance(e, tf.errors.OpError):
                 code = grpc_code(e.error_code)
-            message = f"{type(e).__name__}: {e}"
+            message = self.client_text(f"{type(e).__name__}: {e}")
             with self._lock:
                 self._status[name][version] = _VersionStatus(
                     State.END, code, message, fingerprint)
@@ -286,6 +287,23 @@ class ModelManager:
         log.info("model %s: loaded version %d from %s (signatures: %s)", name, version, path,
                  ", ".join(sorted(served.signatures)))
         return True
+
+    def client_text(self, text: str) -> str:
+        """TEXT for a client: every model base path in it removed, its paths left relative to
+        the base path (`/models/ihas/3/saved_model.pb` -> `3/saved_model.pb`).
+
+        Args:
+            text: a message, perhaps naming files of the models.
+
+        Returns:
+            The message without the servers' absolute model paths.
+        """
+        bases = {p for c in self._configs.values()
+                 for p in (c.base_path.rstrip(os.sep), os.path.realpath(c.base_path))}
+        for base in sorted(bases, key=len, reverse=True):
+            if base:
+                text = text.replace(base + os.sep, "").replace(base, ".")
+        return text
 
     def loaded_versions(self, name: str) -> list[int]:
         """The versions of a model that are loaded now.

@@ -8,7 +8,10 @@ a gRPC status code, or {"error": message} with the HTTP status TF Serving maps t
 Every client mistake gets a client code (never INTERNAL or HTTP 500), in a message of at most
 `tensors.MAX_MESSAGE_CHARS` characters. Limits: `max_request_bytes` (REST bodies: HTTP 413;
 gRPC messages: RESOURCE_EXHAUSTED), `max_batch_size` (rows of an input: INVALID_ARGUMENT) and
-`rest_api_timeout_in_ms` (a REST connection that sends nothing for that long is closed).
+`rest_api_timeout_in_ms` (a REST connection that sends nothing for that long is closed),
+`max_inflight_examples` (rows being run at once, all requests: UNAVAILABLE / HTTP 503 above it,
+as TF Serving's full batching queue). Messages to clients show paths relative to the model base
+path; what a client sent reaches the log only as a bounded, escaped excerpt.
 """
 
 import functools
@@ -17,6 +20,7 @@ import logging
 import re
 import socketserver
 import threading
+import traceback
 from collections.abc import Iterable
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +28,7 @@ from urllib.parse import urlsplit
 
 import grpc
 import tensorflow as tf
+from google.protobuf import message_factory
 from google.protobuf.json_format import MessageToDict
 from tensorflow_serving.apis import (
     classification_pb2,
@@ -31,13 +36,23 @@ from tensorflow_serving.apis import (
     get_model_status_pb2,
     input_pb2,
     model_pb2,
+    model_service_pb2,
     model_service_pb2_grpc,
+    prediction_service_pb2,
     prediction_service_pb2_grpc,
 )
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving import inference
-from serving.limits import HOST, MAX_BATCH_SIZE, MAX_REQUEST_BYTES, MAX_VERSION, REST_API_TIMEOUT_MS
+from serving.admission import Admission
+from serving.limits import (
+    HOST,
+    MAX_BATCH_SIZE,
+    MAX_INFLIGHT_EXAMPLES,
+    MAX_REQUEST_BYTES,
+    MAX_VERSION,
+    REST_API_TIMEOUT_MS,
+)
 from serving.models import ModelManager
 from serving.tensors import (
     ServingError,
@@ -72,41 +87,84 @@ def _unimplemented(what: str) -> ServingError:
     return ServingError(grpc.StatusCode.UNIMPLEMENTED, f"{what} is not implemented by ihas serve")
 
 
+def _log_failure(what: str, e: Exception) -> None:
+    """Logs a server error: its traceback's frames and a bounded excerpt of its message (which
+    may quote the request), never the whole message."""
+    frames = "".join(traceback.format_tb(e.__traceback__))
+    log.error("%s failed: %s: %s\nTraceback (most recent call last):\n%s", what,
+              type(e).__name__, excerpt(str(e)), frames.rstrip())
+
+
+class _Undecodable:
+    """What a request that does not parse as its message decodes to (grpc would answer its
+    deserializer's exception INTERNAL; this becomes INVALID_ARGUMENT in `_rpc`)."""
+
+    def __init__(self, message_name: str, error: Exception):
+        self.message = (f"the request is not a serialized {message_name}: "
+                        f"{type(error).__name__}: {error}")
+
+
+def _lenient(message_class):
+    def deserialize(data: bytes):
+        try:
+            return message_class.FromString(data)
+        except Exception as e:  # DecodeError, RecursionError, ...
+            return _Undecodable(message_class.DESCRIPTOR.full_name, e)
+    return deserialize
+
+
+def _add_service(server: grpc.Server, module, servicer) -> None:
+    """Registers SERVICER's methods for the service of MODULE (a `*_pb2` module holding one
+    service), as the generated `add_*Servicer_to_server` does, with `_lenient` deserializers."""
+    (service,) = module.DESCRIPTOR.services_by_name.values()
+    handlers = {
+        m.name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, m.name),
+            request_deserializer=_lenient(message_factory.GetMessageClass(m.input_type)),
+            response_serializer=message_factory.GetMessageClass(
+                m.output_type).SerializeToString)
+        for m in service.methods}
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),))
+
+
 def _rpc(method):
     """Runs a handler; its ServingError (or INTERNAL for anything else) becomes the status."""
 
     @functools.wraps(method)
     def handler(self, request, context):
         try:
+            if isinstance(request, _Undecodable):
+                raise invalid(request.message)
             return method(self, request)
         except ServingError as e:
             error = e
         except RecursionError:
             error = invalid("the request is nested too deeply")
         except Exception as e:
-            log.exception("%s failed: %s", method.__name__, excerpt(str(e)))
+            _log_failure(method.__name__, e)
             error = ServingError(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}")
-        context.abort(error.code, error.message)
+        context.abort(error.code, self._manager.client_text(error.message))
 
     return handler
 
 
 class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, manager: ModelManager, max_batch_size: int | None):
+    def __init__(self, manager: ModelManager, admission: Admission):
         self._manager = manager
-        self._max_batch_size = max_batch_size
+        self._admission = admission
 
     @_rpc
     def Predict(self, request):
         """PredictionService.Predict."""
         return inference.predict(self._manager.get(request.model_spec), request,
-                                 self._max_batch_size)
+                                 self._admission)
 
     @_rpc
     def Classify(self, request):
         """PredictionService.Classify."""
         return inference.classify(self._manager.get(request.model_spec), request,
-                                  self._max_batch_size)
+                                  self._admission)
 
     @_rpc
     def GetModelMetadata(self, request):
@@ -167,7 +225,24 @@ class _RestHandler(BaseHTTPRequestHandler):
         self._handle("POST")
 
     def log_message(self, format, *args):
-        log.debug("REST %s: " + format, self.address_string(), *args)
+        # The arguments hold the client's request line: logged as a bounded, escaped excerpt.
+        log.debug("REST %s: %s", self.address_string(), excerpt(format % args))
+
+    def send_error(self, code, message=None, explain=None):
+        """A request http.server refused (a bad request line or headers): a JSON error with a
+        bounded excerpt of the reason, never http.server's HTML page quoting what was sent."""
+        self.log_error("code %d, message %s", code, message)
+        self.request_version = self.protocol_version  # a status line even for a garbled one
+        data = json.dumps({"error": excerpt(message or self.responses.get(code, ("",))[0])}
+                          ).encode()
+        self.close_connection = True
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Connection", "close")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(data)
 
     def _handle(self, method: str) -> None:
         try:
@@ -175,11 +250,11 @@ class _RestHandler(BaseHTTPRequestHandler):
             status, payload = 200, json.dumps(self._route(method, body))
         except ServingError as e:
             status = e.http_status or _HTTP_STATUS.get(e.code, 500)
-            payload = json.dumps({"error": e.message})
+            payload = json.dumps({"error": self.server.manager.client_text(e.message)})
         except RecursionError:
             status, payload = 400, json.dumps({"error": "the request is nested too deeply"})
         except Exception as e:
-            log.exception("REST %s %s failed: %s", method, excerpt(self.path), excerpt(str(e)))
+            _log_failure(f"REST {method} {excerpt(self.path, 200)}", e)
             status, payload = 500, json.dumps({"error": f"internal error: {type(e).__name__}"})
         data = payload.encode()
         self.send_response(status)
@@ -250,21 +325,21 @@ class _RestHandler(BaseHTTPRequestHandler):
             raise invalid("'signature_name' must be a string")
         spec.signature_name = signature_name
         if verb == ":predict":
-            return _predict(manager, spec, request, self.server.max_batch_size)
-        return _classify(manager, spec, request, self.server.max_batch_size)
+            return _predict(manager, spec, request, self.server.admission)
+        return _classify(manager, spec, request, self.server.admission)
 
 
 def _predict(manager: ModelManager, spec: model_pb2.ModelSpec, request: dict,
-             max_batch_size: int | None) -> dict:
+             admission: Admission) -> dict:
     served = manager.get(spec)
     fn = inference.predict_signature(served, spec.signature_name)
     arrays, row = json_to_arrays(request, input_specs(fn))
     return arrays_to_json(inference.run_predict(served, spec.signature_name, arrays,
-                                                max_batch_size=max_batch_size), row)
+                                                admission=admission), row)
 
 
 def _classify(manager: ModelManager, spec: model_pb2.ModelSpec, request: dict,
-              max_batch_size: int | None) -> dict:
+              admission: Admission) -> dict:
     examples = request.get("examples")
     if not isinstance(examples, list) or not examples:
         raise invalid("'examples' must be a non-empty list of JSON tf.Examples")
@@ -276,7 +351,7 @@ def _classify(manager: ModelManager, spec: model_pb2.ModelSpec, request: dict,
     else:
         request_input.example_list.examples.extend(json_to_example(e) for e in examples)
     response = inference.classify(manager.get(spec), classification_pb2.ClassificationRequest(
-        model_spec=spec, input=request_input), max_batch_size)
+        model_spec=spec, input=request_input), admission)
     return {"results": [[[c.label, c.score] for c in result.classes]
                         for result in response.result.classifications]}
 
@@ -285,10 +360,10 @@ class _RestServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address, manager: ModelManager, max_request_bytes: int,
-                 max_batch_size: int | None, timeout_seconds: float):
+                 admission: Admission, timeout_seconds: float):
         super().__init__(address, _RestHandler)
         self.manager = manager
-        self.max_request_bytes, self.max_batch_size = max_request_bytes, max_batch_size
+        self.max_request_bytes, self.admission = max_request_bytes, admission
         self.timeout_seconds = timeout_seconds
 
     def server_bind(self):
@@ -323,10 +398,13 @@ class ModelServer:
             no limit.
         rest_api_timeout_in_ms: a REST connection idle this long while the server waits for
             its request is closed (TF Serving's flag of that name).
+        max_inflight_examples: the most rows of all requests being run at once (UNAVAILABLE,
+            HTTP 503, above it); None: no limit.
 
     Raises:
         RuntimeError: a thread count other than 0 is given after TensorFlow's runtime started
             in this process (it can be set only before).
+        ValueError: MAX_INFLIGHT_EXAMPLES is below MAX_BATCH_SIZE.
     """
 
     def __init__(self, configs: Iterable[model_server_config_pb2.ModelConfig], *,
@@ -336,7 +414,9 @@ class ModelServer:
                  intra_op_parallelism: int = 0, inter_op_parallelism: int = 0,
                  max_request_bytes: int = MAX_REQUEST_BYTES,
                  max_batch_size: int | None = MAX_BATCH_SIZE,
-                 rest_api_timeout_in_ms: int = REST_API_TIMEOUT_MS) -> None:
+                 rest_api_timeout_in_ms: int = REST_API_TIMEOUT_MS,
+                 max_inflight_examples: int | None = MAX_INFLIGHT_EXAMPLES) -> None:
+        self.admission = Admission(max_batch_size, max_inflight_examples, max_request_bytes)
         if intra_op_parallelism:
             tf.config.threading.set_intra_op_parallelism_threads(intra_op_parallelism)
         if inter_op_parallelism:
@@ -345,7 +425,7 @@ class ModelServer:
                                     inference.replay_warmup if enable_warmup else None)
         self.host, self.grpc_port, self.rest_port = host, grpc_port, rest_port
         self._grpc_max_threads = grpc_max_threads
-        self._max_request_bytes, self._max_batch_size = max_request_bytes, max_batch_size
+        self._max_request_bytes = max_request_bytes
         self._timeout_seconds = rest_api_timeout_in_ms / 1000
         self._grpc: grpc.Server | None = None
         self._rest: _RestServer | None = None
@@ -366,10 +446,9 @@ class ModelServer:
         self._grpc = grpc.server(futures.ThreadPoolExecutor(self._grpc_max_threads,
                                                             thread_name_prefix="grpc"),
                                  options=options)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            _PredictionService(self.manager, self._max_batch_size), self._grpc)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            _ModelService(self.manager), self._grpc)
+        _add_service(self._grpc, prediction_service_pb2,
+                     _PredictionService(self.manager, self.admission))
+        _add_service(self._grpc, model_service_pb2, _ModelService(self.manager))
         address = f"{self.host}:{self.grpc_port}"
         try:
             port = self._grpc.add_insecure_port(address)
@@ -382,7 +461,7 @@ class ModelServer:
         log.info("gRPC (TF Serving API) listening on %s:%d", self.host, port)
         if self.rest_port is not None:
             self._rest = _RestServer((self.host, self.rest_port), self.manager,
-                                     self._max_request_bytes, self._max_batch_size,
+                                     self._max_request_bytes, self.admission,
                                      self._timeout_seconds)
             self.rest_port = self._rest.server_address[1]
             threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True).start()

@@ -8,7 +8,9 @@ the input; every message is bounded (`excerpt`): a short, escaped excerpt of the
 
 import base64
 import binascii
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import grpc
@@ -129,8 +131,59 @@ def check_array(name: str, spec: tf.TensorSpec, array: np.ndarray) -> None:
                       f"signature's {spec.shape}")
 
 
+def check_tensor(name: str, spec: tf.TensorSpec, proto: TensorProto, max_bytes: int | None
+                 ) -> list[int]:
+    """A request's TensorProto against the input's spec, before any of it is expanded.
+
+    A TensorProto may hold fewer values than its shape has elements (the last one repeats), so
+    a few bytes can ask for gigabytes: the dtype, the shape and the expanded size are checked
+    on the proto itself.
+
+    Args:
+        name: the input's name.
+        spec: the input's spec in the signature.
+        proto: its TensorProto.
+        max_bytes: the most bytes the input may take once expanded to its shape; None: no
+            limit.
+
+    Returns:
+        The proto's dimensions.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT naming the input: a negative dimension, an unknown rank,
+            a dtype other than the spec's, a shape incompatible with it, or an expanded size
+            above MAX_BYTES.
+    """
+    dims = [d.size for d in proto.tensor_shape.dim]
+    if any(size < 0 for size in dims):
+        raise invalid(f"input '{name}': TensorProto shape {dims} has a negative dimension")
+    if proto.tensor_shape.unknown_rank:
+        raise invalid(f"input '{name}': TensorProto shape has an unknown rank")
+    try:
+        dtype = tf.as_dtype(proto.dtype)
+    except (TypeError, ValueError):
+        raise invalid(f"input '{name}': TensorProto dtype {proto.dtype} is not a dtype"
+                      ) from None
+    if dtype != spec.dtype:
+        raise invalid(f"input '{name}': expected {spec.dtype.name}, got {dtype.name}")
+    if not spec.shape.is_compatible_with(dims):
+        raise invalid(f"input '{name}': shape {dims} is incompatible with the signature's "
+                      f"{spec.shape}")
+    elements = int(np.prod(dims, dtype=object))
+    if dtype == tf.string and not proto.tensor_content:
+        values = proto.string_val
+        size = sum(map(len, values)) + max(elements - len(values), 0) * (
+            len(values[-1]) if values else 0)
+    else:
+        size = elements * dtype.size
+    if max_bytes is not None and size > max_bytes:
+        raise invalid(f"input '{name}': shape {dims} expands to {size} bytes, more than the "
+                      f"limit of {max_bytes} (ihas serve --max_request_bytes)")
+    return dims
+
+
 def tensor_to_array(name: str, proto: TensorProto) -> np.ndarray:
-    """A request's TensorProto as a numpy array.
+    """A request's TensorProto as a numpy array (check it first with `check_tensor`).
 
     Args:
         name: the input's name.
@@ -142,9 +195,6 @@ def tensor_to_array(name: str, proto: TensorProto) -> np.ndarray:
     Raises:
         ServingError: INVALID_ARGUMENT naming the input when the TensorProto is malformed.
     """
-    dims = [d.size for d in proto.tensor_shape.dim]
-    if any(size < 0 for size in dims):
-        raise invalid(f"input '{name}': TensorProto shape {dims} has a negative dimension")
     try:
         return tf.make_ndarray(proto)
     except Exception as e:  # unknown dtype, content that does not fill the shape, ...
@@ -163,53 +213,40 @@ def array_to_tensor(array: np.ndarray) -> TensorProto:
     return tf.make_tensor_proto(array)
 
 
-def check_batch_size(name: str, array: np.ndarray, max_batch_size: int | None) -> None:
-    """An input of more than MAX_BATCH_SIZE rows -> INVALID_ARGUMENT, as TF Serving's batching.
-
-    Args:
-        name: the input's name.
-        array: its value.
-        max_batch_size: the most rows (its first dimension); None: no limit.
-
-    Raises:
-        ServingError: INVALID_ARGUMENT naming the input and the limit.
-    """
-    if max_batch_size is not None and array.ndim and array.shape[0] > max_batch_size:
-        raise invalid(f"input '{name}': task size {array.shape[0]} is larger than the maximum "
-                      f"batch size {max_batch_size} (ihas serve --max_batch_size)")
-
-
 def run_signature(fn: tf.types.experimental.ConcreteFunction, arrays: dict[str, np.ndarray],
-                  max_batch_size: int | None = None) -> dict[str, np.ndarray]:
+                  admit: Callable[[dict], AbstractContextManager] | None = None
+                  ) -> dict[str, np.ndarray]:
     """Validates `arrays` against `fn`'s inputs, runs it; TF's errors keep their status code.
 
     Args:
         fn: a loaded signature.
         arrays: its inputs, by name.
-        max_batch_size: the most rows an input may have; None: no limit.
+        admit: checked inputs -> the context the run happens in (`Admission.admit`: the caps
+            on rows); None: no caps.
 
     Returns:
         Its outputs, by name.
 
     Raises:
-        ServingError: INVALID_ARGUMENT when ARRAYS do not match the inputs or have too many
-            rows, or when TensorFlow's message about them is not UTF-8 (a malformed serialized
-            input); TF's status code when the run fails.
+        ServingError: INVALID_ARGUMENT when ARRAYS do not match the inputs, or when
+            TensorFlow's message about them is not UTF-8 (a malformed serialized input); the
+            errors of ADMIT; TF's status code when the run fails.
     """
     specs = input_specs(fn)
     check_inputs(specs, arrays)
     for name, array in arrays.items():
         check_array(name, specs[name], array)
-        check_batch_size(name, array, max_batch_size)
-    try:
-        outputs = fn(**{k: tf.convert_to_tensor(v, specs[k].dtype) for k, v in arrays.items()})
-    except tf.errors.OpError as e:
-        raise ServingError(grpc_code(e.error_code), e.message) from e
-    except UnicodeDecodeError as e:  # TF quoted the input's bytes in its error message
-        message = e.object.decode("utf-8", "replace") if isinstance(e.object, bytes) else ""
-        raise invalid(f"the inputs could not be run (malformed serialized input?): {message}"
-                      ) from None
-    return {name: tensor.numpy() for name, tensor in outputs.items()}
+    with admit(arrays) if admit is not None else contextlib.nullcontext():
+        try:
+            outputs = fn(**{k: tf.convert_to_tensor(v, specs[k].dtype)
+                            for k, v in arrays.items()})
+        except tf.errors.OpError as e:
+            raise ServingError(grpc_code(e.error_code), e.message) from e
+        except UnicodeDecodeError as e:  # TF quoted the input's bytes in its error message
+            message = e.object.decode("utf-8", "replace") if isinstance(e.object, bytes) else ""
+            raise invalid("the inputs could not be run (malformed serialized input?): "
+                          f"{message}") from None
+        return {name: tensor.numpy() for name, tensor in outputs.items()}
 
 
 # REST JSON -> arrays
