@@ -174,6 +174,14 @@ def _serve(args: argparse.Namespace) -> int:
     if args.max_inflight_examples < args.max_batch_size:
         return fail(f"--max_inflight_examples ({args.max_inflight_examples}) must be at least "
                     f"--max_batch_size ({args.max_batch_size})")
+    ssl_config = None
+    if args.ssl_config_file:
+        from serving.tls import read_ssl_config
+
+        try:
+            ssl_config = read_ssl_config(args.ssl_config_file)
+        except ValueError as e:
+            return fail(str(e))
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from serving.server import ModelServer
@@ -186,7 +194,7 @@ def _serve(args: argparse.Namespace) -> int:
         inter_op_parallelism=args.tensorflow_inter_op_parallelism, host=args.host,
         max_request_bytes=args.max_request_bytes, max_batch_size=args.max_batch_size,
         rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
-        max_inflight_examples=args.max_inflight_examples,
+        max_inflight_examples=args.max_inflight_examples, ssl_config=ssl_config,
     )
     # Stop on Ctrl-C and on SIGTERM (what Docker and Kubernetes send), whatever the parent left:
     # a SIGINT ignored by the parent (SIG_IGN) is inherited, and Python then keeps ignoring it.
@@ -239,6 +247,8 @@ def _add_serve_verb(verbs) -> None:
                        default=limits.MAX_INFLIGHT_EXAMPLES,
                        help="most rows being run at once over all requests (UNAVAILABLE, HTTP "
                        "503, above: the server is busy)")
+    serve.add_argument("--ssl_config_file", help="text-format tensorflow.serving.SSLConfig "
+                       "(server_key, server_cert, custom_ca, client_verify): gRPC over TLS")
     serve.set_defaults(func=_serve)
 
 
@@ -247,8 +257,21 @@ def _predict(args: argparse.Namespace) -> int:
     from ihas_keras.errors import BadInputError
     from serving.client import GrpcPredictor, RestPredictor, ServerError, predict_files
 
-    predictor_class = RestPredictor if args.rest else GrpcPredictor
-    predictor = predictor_class(args.server, args.model_name, args.model_version, args.timeout)
+    tls = (args.ssl_ca_file, args.ssl_client_cert_file, args.ssl_client_key_file)
+    if args.rest and any(tls):
+        print("ihas predict: --ssl_* options are for gRPC (TLS is not offered over REST)",
+              file=sys.stderr)
+        return 2
+    try:
+        if args.rest:
+            predictor = RestPredictor(args.server, args.model_name, args.model_version,
+                                      args.timeout)
+        else:
+            predictor = GrpcPredictor(args.server, args.model_name, args.model_version,
+                                      args.timeout, *tls)
+    except ValueError as e:
+        print(f"ihas predict: {e}", file=sys.stderr)
+        return 2
     try:
         fmt = get_format(args.format, args.schema)
         with open(args.output, "w") if args.output else contextlib.nullcontext(sys.stdout) as out:
@@ -284,6 +307,12 @@ def _add_predict_verb(verbs) -> None:
     predict.add_argument("--batch_size", type=int, default=REQUEST_BATCH_SIZE,
                          help="rows per request")
     predict.add_argument("--timeout", type=float, default=30, help="seconds per request")
+    predict.add_argument("--ssl_ca_file", help="gRPC over TLS: PEM file of the CA (or the "
+                         "self-signed certificate) the server's certificate must be signed by")
+    predict.add_argument("--ssl_client_cert_file", help="with --ssl_ca_file: PEM file of a "
+                         "client certificate (for a server with client_verify)")
+    predict.add_argument("--ssl_client_key_file", help="with --ssl_client_cert_file: its "
+                         "private key (PEM)")
     predict.add_argument("--output", help="TSV file for `file line probability cluster` "
                          "(default: standard output)")
     predict.set_defaults(func=_predict)

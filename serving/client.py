@@ -24,6 +24,7 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_p
 from ihas_keras.data import REASONS, read_table
 from ihas_keras.data.formats import TableFormat
 from ihas_keras.data.ingest import serialized_examples
+from serving.tls import channel_credentials
 
 SIGNATURE = "serving_default"
 
@@ -69,10 +70,26 @@ class GrpcPredictor:
         model_name: the served model's name.
         version: the model version to ask for; None for the server's latest.
         timeout: seconds each request may take.
+        ca_file: TLS: PEM file of the CA (or self-signed certificate) the server's certificate
+            must be signed by; None: a plain channel.
+        cert_file: TLS: PEM file of a client certificate (for a server with client_verify).
+        key_file: TLS: PEM file of its private key.
+
+    Raises:
+        ValueError: a PEM file cannot be read, or a client certificate or key is given
+            without the other or without CA_FILE.
     """
 
-    def __init__(self, server: str, model_name: str, version: int | None, timeout: float) -> None:
-        self._channel = grpc.insecure_channel(server)
+    def __init__(self, server: str, model_name: str, version: int | None, timeout: float,
+                 ca_file: str | None = None, cert_file: str | None = None,
+                 key_file: str | None = None) -> None:
+        if ca_file is None and (cert_file or key_file):
+            raise ValueError("a client certificate needs --ssl_ca_file (TLS)")
+        if ca_file is None:
+            self._channel = grpc.insecure_channel(server)
+        else:
+            self._channel = grpc.secure_channel(
+                server, channel_credentials(ca_file, cert_file, key_file))
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._spec = model_pb2.ModelSpec(name=model_name, signature_name=SIGNATURE)
         if version is not None:

@@ -11,7 +11,8 @@ gRPC messages: RESOURCE_EXHAUSTED), `max_batch_size` (rows of an input: INVALID_
 `rest_api_timeout_in_ms` (a REST connection that sends nothing for that long is closed),
 `max_inflight_examples` (rows being run at once, all requests: UNAVAILABLE / HTTP 503 above it,
 as TF Serving's full batching queue). Messages to clients show paths relative to the model base
-path; what a client sent reaches the log only as a bounded, escaped excerpt.
+path; what a client sent reaches the log only as a bounded, escaped excerpt. gRPC may use TLS
+(`ssl_config`, TF Serving's SSLConfig).
 """
 
 import functools
@@ -63,6 +64,7 @@ from serving.tensors import (
     json_to_arrays,
     json_to_example,
 )
+from serving.tls import server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -400,6 +402,8 @@ class ModelServer:
             its request is closed (TF Serving's flag of that name).
         max_inflight_examples: the most rows of all requests being run at once (UNAVAILABLE,
             HTTP 503, above it); None: no limit.
+        ssl_config: a TF Serving SSLConfig (`tls.read_ssl_config`): gRPC over TLS with its key
+            and certificate; None: plain gRPC.
 
     Raises:
         RuntimeError: a thread count other than 0 is given after TensorFlow's runtime started
@@ -415,7 +419,8 @@ class ModelServer:
                  max_request_bytes: int = MAX_REQUEST_BYTES,
                  max_batch_size: int | None = MAX_BATCH_SIZE,
                  rest_api_timeout_in_ms: int = REST_API_TIMEOUT_MS,
-                 max_inflight_examples: int | None = MAX_INFLIGHT_EXAMPLES) -> None:
+                 max_inflight_examples: int | None = MAX_INFLIGHT_EXAMPLES,
+                 ssl_config=None) -> None:
         self.admission = Admission(max_batch_size, max_inflight_examples, max_request_bytes)
         if intra_op_parallelism:
             tf.config.threading.set_intra_op_parallelism_threads(intra_op_parallelism)
@@ -426,6 +431,7 @@ class ModelServer:
         self.host, self.grpc_port, self.rest_port = host, grpc_port, rest_port
         self._grpc_max_threads = grpc_max_threads
         self._max_request_bytes = max_request_bytes
+        self._ssl_config = ssl_config
         self._timeout_seconds = rest_api_timeout_in_ms / 1000
         self._grpc: grpc.Server | None = None
         self._rest: _RestServer | None = None
@@ -451,14 +457,18 @@ class ModelServer:
         _add_service(self._grpc, model_service_pb2, _ModelService(self.manager))
         address = f"{self.host}:{self.grpc_port}"
         try:
-            port = self._grpc.add_insecure_port(address)
+            if self._ssl_config is None:
+                port = self._grpc.add_insecure_port(address)
+            else:
+                port = self._grpc.add_secure_port(address, server_credentials(self._ssl_config))
         except RuntimeError as e:
             raise OSError(f"cannot listen for gRPC on {address}: {e}") from e
         if not port:
             raise OSError(f"cannot listen for gRPC on {address}")
         self.grpc_port = port
         self._grpc.start()
-        log.info("gRPC (TF Serving API) listening on %s:%d", self.host, port)
+        log.info("gRPC (TF Serving API%s) listening on %s:%d",
+                 ", TLS" if self._ssl_config is not None else "", self.host, port)
         if self.rest_port is not None:
             self._rest = _RestServer((self.host, self.rest_port), self.manager,
                                      self._max_request_bytes, self.admission,
