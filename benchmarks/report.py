@@ -63,3 +63,26 @@ class TreeRss(threading.Thread):
                 except psutil.NoSuchProcess:
                     pass
             self.peak = max(self.peak, total)
+
+
+def alternating_rounds(calls: dict, batches: list, rounds: int) -> dict[str, list[float]]:
+    """Examples/s of each call over BATCHES, the calls taking turns within each of ROUNDS rounds
+    (so a slower or busier stretch of a shared machine falls on all of them alike).
+
+    Args:
+        calls: {name: f}, each called as `f(examples=batch)`.
+        batches: the batches (tensors of B serialized examples).
+        rounds: how many times each call passes over all the batches.
+
+    Returns:
+        {name: [examples/s of each round]}.
+    """
+    examples = sum(len(b) for b in batches)
+    runs = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            begin = time.perf_counter()
+            for batch in batches:
+                call(examples=batch)
+            runs[name].append(examples / (time.perf_counter() - begin))
+    return runs

@@ -24,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.reference_models import machine, write_report  # noqa: E402
+from benchmarks.report import alternating_rounds  # noqa: E402
 
 
 def main() -> None:
@@ -89,14 +90,7 @@ def main() -> None:
             report[name] = entry
         report["test_agreement"] = round(float(np.mean(
             predictions["gate"].cluster == predictions["distilled"].cluster)), 4)
-        examples = sum(len(b) for b in test)
-        runs = {name: [] for name in signatures}
-        for _ in range(args.rounds):
-            for name, fn in signatures.items():
-                begin = time.perf_counter()
-                for b in test:
-                    fn(examples=b)
-                runs[name].append(examples / (time.perf_counter() - begin))
+        runs = alternating_rounds(signatures, test, args.rounds)
         medians = {name: round(statistics.median(v)) for name, v in runs.items()}
         report["examples_per_s"] = {name: [round(v) for v in values]
                                     for name, values in runs.items()}
