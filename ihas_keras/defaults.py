@@ -92,5 +92,10 @@ FREQUENCY_THRESHOLD = 10
 MAX_BAD_FRACTION = 0.001
 SHUFFLE_BUFFER = 10_000
 
-# Blessing: the routed model is pushed when its test AUC >= the base model's - this margin.
+# Blessing (the pipeline's Evaluate): the routed model is pushed when its test AUC >= the base
+# model's - BLESSING_MARGIN, >= the last blessed (pushed) model's - LAST_BLESSED_MARGIN (both
+# scored on the same test split; about one standard error of a paired AUC on 100k rows) and
+# >= MIN_AUC.
 BLESSING_MARGIN = 0.01
+LAST_BLESSED_MARGIN = 0.001
+MIN_AUC = 0.5

@@ -76,6 +76,9 @@ class PipelineConfig:
         batch_size: examples per batch in Search, Cluster and Retrain; 0 (the default): by the
             rule of split "train"'s rows (`ihas_keras.schedule.batch_size`).
         margin: Evaluate's margin: blessed when routed AUC >= base AUC - margin.
+        last_blessed_margin: Evaluate's margin against the last blessed (pushed) model: blessed
+            only when routed AUC >= its AUC - last_blessed_margin (both on this run's test split).
+        min_auc: Evaluate's lowest AUC of a blessed model.
         jit_compile: Search and Retrain compile their training steps with XLA (for GPUs;
             IHAS_JIT_COMPILE, a boolean as above).
         dtype_policy: Keras's dtype policy of the models Search and Retrain build: "float32",
@@ -113,6 +116,8 @@ class PipelineConfig:
     margin: float = defaults.BLESSING_MARGIN  # blessed when routed AUC >= base AUC - margin
     jit_compile: bool = defaults.JIT_COMPILE
     dtype_policy: str = defaults.DTYPE_POLICY
+    last_blessed_margin: float = defaults.LAST_BLESSED_MARGIN
+    min_auc: float = defaults.MIN_AUC
     beam_args: tuple = ("--direct_num_workers=2", "--direct_running_mode=multi_threading")
 
     def __post_init__(self):

@@ -1,5 +1,5 @@
 """The iHAS TFX pipeline: raw files -> examples -> statistics, schema, validation -> transform ->
-search -> cluster -> retrain -> evaluate -> push."""
+search -> cluster -> retrain -> evaluate (against the base and the last blessed model) -> push."""
 
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
@@ -19,7 +19,7 @@ def create_components(config: PipelineConfig, fingerprint_input: bool = True) ->
     """The pipeline's components, in order.
 
     RawExampleGen, StatisticsGen, SchemaGen, ExampleValidator, Transform, Search, Cluster,
-    Retrain, Evaluate and Pusher.
+    Retrain, the latest blessed model's resolver, Evaluate and Pusher.
 
     Args:
         config: the settings.
@@ -78,9 +78,17 @@ def create_components(config: PipelineConfig, fingerprint_input: bool = True) ->
         routing=config.routing, jit_compile=config.jit_compile,
         dtype_policy=config.dtype_policy, seed=config.seed, **data,
     )
+    # The model Evaluate last blessed (so Pusher pushed it), as TFX's Evaluator examples resolve
+    # their baseline; nothing on a pipeline's first run.
+    last_blessed = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
     evaluate = Evaluate(
         examples=examples, model=retrain.outputs["model"], baseline=retrain.outputs["baseline"],
-        margin=config.margin, **data,
+        margin=config.margin, last_blessed=last_blessed.outputs["model"],
+        last_blessed_margin=config.last_blessed_margin, min_auc=config.min_auc, **data,
     )
     pusher = tfx.components.Pusher(
         model=retrain.outputs["model"],
@@ -92,7 +100,7 @@ def create_components(config: PipelineConfig, fingerprint_input: bool = True) ->
         ),
     )
     return [example_gen, statistics_gen, schema_gen, example_validator, transform, search,
-            cluster, retrain, evaluate, pusher]
+            cluster, retrain, last_blessed, evaluate, pusher]
 
 
 def create_pipeline(config: PipelineConfig,

@@ -9,8 +9,13 @@ import collections
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import keras
 import numpy as np
@@ -117,12 +122,18 @@ def retrained(upstream, searched, clustered, tmp_path_factory):
     return outputs
 
 
-def evaluate(upstream, retrained, root, margin):
-    blessing = artifact(standard_artifacts.ModelBlessing, root / f"blessing{margin}")
+# No lowest AUC: the plumbing's one-epoch models may score near chance on 400 test rows.
+EVALUATE_PROPS = {"margin": defaults.BLESSING_MARGIN, "min_auc": 0.0,
+                  "last_blessed_margin": defaults.LAST_BLESSED_MARGIN}
+
+
+def evaluate(upstream, retrained, root, margin, last_blessed=(), **thresholds):
+    blessing = artifact(standard_artifacts.ModelBlessing,
+                        root / f"blessing{margin}-{len(last_blessed)}")
     inputs = {"examples": [upstream["raw"]], "model": retrained["model"],
-              "baseline": retrained["baseline"]}
-    EvaluateExecutor().Do(inputs, {"blessing": [blessing]}, {**upstream["props"],
-                                                             "margin": margin})
+              "baseline": retrained["baseline"], "last_blessed": list(last_blessed)}
+    EvaluateExecutor().Do(inputs, {"blessing": [blessing]},
+                          {**upstream["props"], **EVALUATE_PROPS, "margin": margin, **thresholds})
     return blessing
 
 
@@ -154,6 +165,52 @@ def test_search_writes_a_loadable_model_histogram_and_logs(upstream, searched):
         for value in event.summary.value:
             steps[value.tag].append(event.step)
     assert steps["epoch_loss"] == steps["epoch_arch_steps"] == [0, 1]  # pretraining, search
+
+
+def tensorboard_json(port: int, route: str, process: subprocess.Popen, timeout: float = 120):
+    """GET http://127.0.0.1:PORT/ROUTE from a starting TensorBoard until it answers non-empty."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/{route}", timeout=10) as reply:
+                found = json.load(reply)
+            if found:
+                return found
+        except (urllib.error.URLError, ConnectionError):
+            pass  # not listening yet
+        assert time.monotonic() < deadline, f"TensorBoard gave nothing at {route}"
+        time.sleep(0.5)
+
+
+def test_tensorboard_serves_the_search_scalars(searched):
+    """`tensorboard --logdir` on Search's ModelRun, on 127.0.0.1: its HTTP API gives back the
+    scalars the executor wrote, epoch by epoch."""
+    logdir = searched["model_run"][0].uri
+    (events,) = tf.io.gfile.glob(os.path.join(logdir, "train", "events.*"))
+    written = collections.defaultdict(list)
+    for event in tf.compat.v1.train.summary_iterator(events):
+        for value in event.summary.value:
+            written[value.tag].append([event.step, float(tf.make_ndarray(value.tensor))])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [shutil.which("tensorboard"), "--logdir", logdir, "--host", "127.0.0.1",
+         "--port", str(port), "--load_fast", "false", "--reload_interval", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        tags = tensorboard_json(port, "data/plugin/scalars/tags", process)
+        assert set(tags) == {"train"} and set(tags["train"]) == set(written)
+        for tag, points in written.items():
+            query = urllib.parse.urlencode({"run": "train", "tag": tag})
+            served = tensorboard_json(port, f"data/plugin/scalars/scalars?{query}", process)
+            assert [step for _, step, _ in served] == [step for step, _ in points], tag
+            assert [value for *_, value in served] == pytest.approx([v for _, v in points]), tag
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert "epoch_auc" in written and len(written["epoch_auc"]) == 2  # pretraining, search
 
 
 def test_cluster_plan_covers_every_train_row(upstream, clustered):
@@ -367,7 +424,7 @@ def test_every_executor_runs_alone_in_a_fresh_process(upstream, searched, cluste
     properties = run_fresh("components.evaluate.executor",
                            {"examples": [upstream["raw"]], "model": retrained["model"],
                             "baseline": retrained["baseline"]},
-                           blessing, {**upstream["props"], "margin": 1.0})
+                           blessing, {**upstream["props"], **EVALUATE_PROPS, "margin": 1.0})
     assert properties["blessing"][0]["blessed"] == 1
     assert os.path.isfile(os.path.join(blessing["blessing"][0].uri, "BLESSED"))
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 from kfp import components as kfp_components
+from tfx.dsl.components.common import resolver
 from tfx.types import standard_artifacts
 
 from pipeline import config as pipeline_config
@@ -48,12 +49,22 @@ def test_kfp_loads_the_compiled_yaml(compiled):
     assert loaded.pipeline_spec.schema_version == "2.0.0"
 
 
+def split_nodes(config):
+    """The pipeline's components, and the ids of its resolvers."""
+    nodes = create_components(config, fingerprint_input=False)
+    resolvers = {node.id for node in nodes if isinstance(node, resolver.Resolver)}
+    return [node for node in nodes if node.id not in resolvers], resolvers
+
+
 def test_every_component_has_its_parameters_and_artifact_types(compiled):
     config, path = compiled
     spec = kfp_components.load_component_from_file(path).pipeline_spec
-    nodes = create_components(config, fingerprint_input=False)
-    assert set(spec.root.dag.tasks) == {node.id for node in nodes}
-    for node in nodes:
+    components, resolvers = split_nodes(config)
+    # TFX compiles the latest blessed model's resolver into two queries: the blessing, its model.
+    tasks = {node.id for node in components} | {f"{r}-model{part}-resolver" for r in resolvers
+                                                for part in ("", "-blessing")}
+    assert set(spec.root.dag.tasks) == tasks
+    for node in components:
         task = spec.root.dag.tasks[node.id]
         component = spec.components[task.component_ref.name]
         inputs = {name: title(channel.type) for name, channel in node.inputs.items()}
@@ -62,8 +73,11 @@ def test_every_component_has_its_parameters_and_artifact_types(compiled):
         assert artifact_types(component.output_definitions) == outputs, node.id
         # Every upstream artifact comes from the task that produces it.
         for name, channel in node.inputs.items():
-            producer = task.inputs.artifacts[name].task_output_artifact.producer_task
-            assert producer == channel.producer_component_id, (node.id, name)
+            producer = channel.producer_component_id
+            if producer in resolvers:
+                producer = f"{producer}-model-resolver"
+            assert task.inputs.artifacts[name].task_output_artifact.producer_task == producer, (
+                node.id, name)
         settings = {k: v for k, v in node.exec_properties.items() if v is not None}
         assert set(component.input_definitions.parameters) == set(settings), node.id
         for name, value in settings.items():
@@ -74,6 +88,20 @@ def test_every_component_has_its_parameters_and_artifact_types(compiled):
                 assert got == expected, (node.id, name)
 
 
+def test_evaluate_compares_with_the_latest_blessed_model(compiled):
+    config, path = compiled
+    spec = kfp_components.load_component_from_file(path).pipeline_spec
+    (resolver_id,) = split_nodes(config)[1]
+    executors = spec.deployment_spec["executors"]
+    blessings = executors[f"{resolver_id}-model-blessing-resolver_executor"]["resolver"]
+    query = blessings["outputArtifactQueries"]["model_blessing"]["filter"]
+    assert 'schema_title="tfx.ModelBlessing"' in query and "blessed.number_value=1" in query
+    models = executors[f"{resolver_id}-model-resolver_executor"]["resolver"]
+    assert "current_model_id" in models["outputArtifactQueries"]["model"]["filter"]
+    last = spec.root.dag.tasks["Evaluate"].inputs.artifacts["last_blessed"]
+    assert last.task_output_artifact.producer_task == f"{resolver_id}-model-resolver"
+
+
 def test_the_image_and_caching(compiled):
     _, path = compiled
     spec = kfp_components.load_component_from_file(path).pipeline_spec
@@ -82,8 +110,9 @@ def test_the_image_and_caching(compiled):
     assert images == {"ihas:test"}
     caching = {name: task.caching_options.enable_cache
                for name, task in spec.root.dag.tasks.items()}
-    assert caching.pop("RawExampleGen") is False  # its input files are read on every run
-    assert all(caching.values())
+    # Its input files are read on every run; the resolvers query the store on every run.
+    uncached = {name for name, cached in caching.items() if not cached}
+    assert uncached == {"RawExampleGen"} | {name for name in caching if "resolver" in name}
 
 
 def test_the_raw_example_gen_keeps_no_compile_time_fingerprint(compiled):

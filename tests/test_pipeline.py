@@ -4,16 +4,23 @@ The data is a generated Criteo file read through a generic schema that keeps 5 o
 TF Transform costs about 1 s per field, whatever the row count.
 """
 
+import collections
+import fcntl
 import glob
 import json
 import os
 import shutil
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
 
 from ihas_keras import defaults
 from ihas_keras.data import synthesize
@@ -54,9 +61,41 @@ def run(tmp_path_factory):
     # As a user runs it, in a fresh process: the run's random state does not depend on the tests
     # that ran before it in this one (op seeds follow the ops a process has created).
     env = {**os.environ, **{f"IHAS_{k.upper()}": str(v) for k, v in settings(home).items()}}
-    subprocess.run([sys.executable, "-m", "pipeline.local_runner"], env=env, check=True,
-                   cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    command = [sys.executable, "-m", "pipeline.local_runner"]
+    cwd = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    kill_once_running(command, env, cwd, make_config(home).metadata_path)
+    subprocess.run(command, env=env, check=True, cwd=cwd)
     return make_config(home)
+
+
+def store(config):
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = config.metadata_path
+    return metadata_store.MetadataStore(connection)
+
+
+def kill_once_running(command, env, cwd, metadata_path, timeout=300):
+    """Starts a run and SIGKILLs it as soon as its first execution is RUNNING; checks that the
+    killed run left that execution RUNNING in ML Metadata (what TFX does)."""
+    process = subprocess.Popen(command, env=env, cwd=cwd, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if os.path.exists(metadata_path):
+                rows = sqlite3.connect(metadata_path).execute(
+                    "SELECT last_known_state FROM Execution").fetchall()
+                if rows:
+                    break
+            time.sleep(0.05)
+        assert process.poll() is None, "the run ended before it could be killed"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = metadata_path
+    states = [e.last_known_state for e in metadata_store.MetadataStore(connection).get_executions()]
+    assert states == [metadata_store_pb2.Execution.RUNNING], states
 
 
 def artifact_dirs(config, component, output):
@@ -124,19 +163,42 @@ def test_planted_data_is_blessed_and_pushed_at_the_default_margin(run):
     assert len(glob.glob(os.path.join(run.serving_model_dir, "*", "saved_model.pb"))) == 1
 
 
-def test_second_run_reuses_cached_components(run):
-    from ml_metadata import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
+def test_the_killed_runs_execution_is_canceled_by_the_next_run(run):
+    (killed,) = [e for e in store(run).get_executions()
+                 if e.last_known_state == metadata_store_pb2.Execution.CANCELED]
+    assert local_runner.CANCELED_NOTE in killed.custom_properties
+    assert killed.type.endswith("RawExampleGen")
+    states = [e.last_known_state for e in store(run).get_executions()]
+    assert metadata_store_pb2.Execution.RUNNING not in states
 
+
+def test_a_second_local_run_on_the_same_store_is_refused(run):
+    with open(run.metadata_path + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a run in progress holds it
+        with pytest.raises(local_runner.StoreInUseError, match="metadata.sqlite"):
+            local_runner.run(run)
+
+
+def test_second_run_reuses_cached_components(run):
     local_runner.run(run)
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = run.metadata_path
-    store = metadata_store.MetadataStore(config)
-    states = [e.last_known_state for e in store.get_executions()]
-    components = len(create_components(run))
-    # First run: every component completes; second run: every component is taken from cache.
-    assert states.count(metadata_store_pb2.Execution.COMPLETE) == components
-    assert states.count(metadata_store_pb2.Execution.CACHED) == components
+    runs = collections.defaultdict(dict)
+    found = store(run)
+    for execution in found.get_executions():
+        (context,) = [c for c in found.get_contexts_by_execution(execution.id)
+                      if c.type == "pipeline_run"]
+        runs[context.name][execution.type.rsplit(".", 1)[-1]] = execution.last_known_state
+    killed, first, second = (runs[name] for name in sorted(runs))
+    assert killed == {"RawExampleGen": metadata_store_pb2.Execution.CANCELED}
+    components = {type(c).__name__ for c in create_components(run)}
+    assert set(first) == components and set(first.values()) == {
+        metadata_store_pb2.Execution.COMPLETE}
+    # Second run: every component is taken from cache but the resolver (it queries the store
+    # on every run), Evaluate, which now compares the model with the last blessed one (itself:
+    # not blessed again), and Pusher (nothing to push).
+    rerun = {"Resolver", "Evaluate", "Pusher"}
+    assert {n for n, state in second.items() if state == metadata_store_pb2.Execution.CACHED} \
+        == components - rerun
+    assert len(glob.glob(os.path.join(run.serving_model_dir, "*", "saved_model.pb"))) == 1
 
 
 def test_clusters_auto_reaches_the_cluster_component(tmp_path, monkeypatch):
