@@ -8,6 +8,7 @@ benchmarks/preprocess_throughput.py.
 import json
 import os
 import re
+import tempfile
 
 import numpy as np
 import pytest
@@ -51,15 +52,20 @@ def write_marked_rows(path) -> int:
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    """3000 generated rows plus the marked rows, ingested then transformed."""
+    """3000 generated rows plus the marked rows, ingested then transformed, with a temporary
+    folder of its own (so that what the run leaves there is its own)."""
     root = tmp_path_factory.mktemp("prepare")
     synthesize(str(root / "criteo.txt"), rows=3000, format="criteo", segments=2, seed=7)
     # Frequent enough for a vocabulary, if the vocabularies saw eval and test rows.
     assert write_marked_rows(root / "marked.txt") >= 2 * THRESHOLD
     examples, out = root / "examples", root / "transformed"
     ingest([str(root / "criteo.txt"), str(root / "marked.txt")], FEW, str(examples), seed=SEED)
-    rows = transform(str(examples), FEW, str(out), frequency_threshold=THRESHOLD)
-    return examples, out, rows
+    temp = root / "tmp"
+    temp.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tempfile, "tempdir", str(temp))
+        rows = transform(str(examples), FEW, str(out), frequency_threshold=THRESHOLD)
+    return examples, out, rows, temp
 
 
 def read_all(path, spec) -> dict:
@@ -83,7 +89,7 @@ def sorted_rows(features: dict) -> np.ndarray:
 
 
 def test_every_ingested_row_is_transformed_in_its_own_split(prepared):
-    examples, out, rows = prepared
+    examples, out, rows, _ = prepared
     output = tft.TFTransformOutput(str(out))
     for split in SPLITS:
         raw = read_raw(examples, split)
@@ -95,7 +101,7 @@ def test_every_ingested_row_is_transformed_in_its_own_split(prepared):
 
 
 def test_ids_index_tables_of_the_vocabulary_sizes(prepared):
-    _, out, _ = prepared
+    _, out, _, _ = prepared
     sizes = vocabulary_sizes(str(out), FEW)
     assert list(sizes) == list(FEW.feature_fields)
     for split in SPLITS:
@@ -108,7 +114,7 @@ def test_ids_index_tables_of_the_vocabulary_sizes(prepared):
 
 
 def test_vocabularies_see_the_train_split_only(prepared):
-    examples, out, _ = prepared
+    examples, out, _, _ = prepared
     output = tft.TFTransformOutput(str(out))
     vocabulary = output.vocabulary_by_name("C3")
     assert TRAIN_ONLY.encode() in vocabulary
@@ -121,7 +127,7 @@ def test_vocabularies_see_the_train_split_only(prepared):
 
 
 def test_transformed_dataset_streams_batches_of_ids_and_labels(prepared):
-    _, out, rows = prepared
+    _, out, rows, _ = prepared
     batches = list(transformed_dataset(str(out), "train", FEW, batch_size=256))
     features, label = batches[0]
     assert set(features) == set(FEW.feature_fields)
@@ -136,6 +142,13 @@ def test_transformed_dataset_streams_batches_of_ids_and_labels(prepared):
     shuffled = first_batch(shuffle=True, seed=3)
     np.testing.assert_array_equal(shuffled, first_batch(shuffle=True, seed=3))
     assert (shuffled != first_batch()).any()
+
+
+def test_transform_leaves_no_beam_temp_folders(prepared):
+    """Beam's DirectRunner first tries PrismRunner, whose offline download fails after it made
+    a beam-temp* folder, left there on every run; transform runs FnApiRunner itself."""
+    *_, temp = prepared
+    assert not [p.name for p in temp.iterdir() if p.name.startswith("beam-")]
 
 
 def test_missing_inputs_are_named(tmp_path):

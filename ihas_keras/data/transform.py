@@ -12,7 +12,7 @@ import apache_beam as beam
 import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from tensorflow_transform.tf_metadata import schema_utils
 from tfx_bsl.public import tfxio
 
@@ -23,6 +23,11 @@ from ihas_keras.data.preprocess import RESERVED_IDS, SPLITS, make_preprocessing_
 from ihas_keras.errors import BadInputError, RowsLostError
 
 _COUNTER_NAMESPACE = "ihas_transform"
+# The runner without --runner: the one Beam's DirectRunner ends up with for this pipeline.
+# DirectRunner (Beam 2.77) first tries PrismRunner, which downloads its binary from GitHub and
+# runs it; offline the download fails after a /tmp/beam-temp* folder was made, and that folder
+# is left behind on every run.
+LOCAL_RUNNER = "FnApiRunner"
 
 
 def _check_examples(examples_dir: str) -> None:
@@ -89,7 +94,8 @@ def transform(
         out_dir: the output folder: the transform graph and the transformed splits.
         frequency_threshold: values seen fewer times than this in the train split get the
             "others" id.
-        beam_args: Beam pipeline options (DirectRunner unless --runner says otherwise).
+        beam_args: Beam pipeline options (`LOCAL_RUNNER`, Beam's FnApiRunner, unless --runner
+            says otherwise).
 
     Returns:
         Rows written per split.
@@ -101,7 +107,9 @@ def transform(
     _check_examples(examples_dir)
     schema = schema_utils.schema_from_feature_spec(raw_feature_spec(fmt))
     temp_dir = os.path.join(out_dir, "tmp")
-    pipeline = beam.Pipeline(options=PipelineOptions(beam_args or []))
+    options = PipelineOptions(beam_args or [])
+    runner = None if options.view_as(StandardOptions).runner else LOCAL_RUNNER
+    pipeline = beam.Pipeline(runner=runner, options=options)
     with tft_beam.Context(temp_dir=temp_dir):
         raw = {split: _read(pipeline, examples_dir, split, schema) for split in SPLITS}
         transform_fn = raw["train"] | "Analyze" >> tft_beam.AnalyzeDataset(
