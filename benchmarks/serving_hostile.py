@@ -25,6 +25,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -283,6 +284,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--out", help="the report's JSON file")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the work folder (the export, the server's log)")
     args = parser.parse_args()
     if bool(args.export_dir) != bool(args.data):
         parser.error("--export_dir and --data go together")
@@ -374,6 +377,10 @@ def main() -> None:
     }
     report = write_report("serving_hostile", results, args.out)
     print(json.dumps(report, indent=2))
+    if args.keep:
+        print(f"work folder: {work}", file=sys.stderr)
+    else:
+        shutil.rmtree(work)
 
 
 if __name__ == "__main__":
