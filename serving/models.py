@@ -301,7 +301,7 @@ class ModelManager:
         bases = {p for c in self._configs.values()
                  for p in (c.base_path.rstrip(os.sep), os.path.realpath(c.base_path))}
         for base in sorted(bases, key=len, reverse=True):
-            if base:
+            if len(base) > 1:  # a base path of "/" names nothing worth hiding
                 text = text.replace(base + os.sep, "").replace(base, ".")
         return text
 

@@ -180,6 +180,8 @@ def test_failed_versions_show_no_absolute_paths(server, base):
     assert all(str(base) not in s.status.error_message for s in statuses)
     manager = ModelManager([model_config("m", str(base))], poll_wait_seconds=0)
     assert manager.client_text(f"cannot open {base}/2/x.pb in {base}") == "cannot open 2/x.pb in ."
+    root = ModelManager([model_config("m", "/")], poll_wait_seconds=0)
+    assert root.client_text("cannot open /a/b") == "cannot open /a/b"
 
 
 def test_server_errors_are_logged_bounded_and_answered_without_detail(server, stub,
