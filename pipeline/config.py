@@ -118,7 +118,10 @@ class PipelineConfig:
     dtype_policy: str = defaults.DTYPE_POLICY
     last_blessed_margin: float = defaults.LAST_BLESSED_MARGIN
     min_auc: float = defaults.MIN_AUC
-    beam_args: tuple = ("--direct_num_workers=2", "--direct_running_mode=multi_threading")
+    # FnApiRunner, as the DirectRunner would end up with: Beam 2.77's DirectRunner first tries
+    # PrismRunner, which downloads its binary from GitHub (offline: fails, leaving /tmp/beam-temp*).
+    beam_args: tuple = ("--runner=FnApiRunner", "--direct_num_workers=2",
+                        "--direct_running_mode=multi_threading")
 
     def __post_init__(self):
         defaults = {

@@ -64,7 +64,8 @@ def run(tmp_path_factory):
     command = [sys.executable, "-m", "pipeline.local_runner"]
     cwd = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     kill_once_running(command, env, cwd, make_config(home).metadata_path)
-    subprocess.run(command, env=env, check=True, cwd=cwd)
+    (home / "tmp").mkdir()  # the full run's temporary folder: what it leaves there is its own
+    subprocess.run(command, env={**env, "TMPDIR": str(home / "tmp")}, check=True, cwd=cwd)
     return make_config(home)
 
 
@@ -161,6 +162,12 @@ def test_planted_data_is_blessed_and_pushed_at_the_default_margin(run):
     assert metrics["model"]["auc"] >= metrics["baseline"]["auc"] - defaults.BLESSING_MARGIN
     assert os.path.exists(os.path.join(blessing, "BLESSED")) and metrics["blessed"]
     assert len(glob.glob(os.path.join(run.serving_model_dir, "*", "saved_model.pb"))) == 1
+
+
+def test_the_run_leaves_no_beam_temporary_folders(run):
+    """Beam's DirectRunner would try its Prism runner first, leaving /tmp/beam-temp* behind."""
+    leftovers = os.listdir(os.path.join(run.home, "tmp"))
+    assert not [name for name in leftovers if name.startswith("beam")], leftovers
 
 
 def test_the_killed_runs_execution_is_canceled_by_the_next_run(run):
