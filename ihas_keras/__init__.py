@@ -15,7 +15,7 @@ The library imports nothing from the applications built on it (`components`, `pi
 
 from importlib import metadata as _metadata
 
-from ihas_keras import layers, models, schedule
+from ihas_keras import distribute, layers, models, schedule
 from ihas_keras.api import build_model, load_model
 from ihas_keras.cluster import ClusterPlan, fit_clusters
 from ihas_keras.errors import BadInputError
@@ -30,6 +30,6 @@ except _metadata.PackageNotFoundError:  # running from a source tree that was no
 
 __all__ = [
     "BadInputError", "ClusterPlan", "Recommender", "RoutedModel", "SearchModel", "__version__",
-    "build_model", "choose_clusters", "fit_clusters", "layers", "load_model", "models", "retrain",
-    "schedule", "search",
+    "build_model", "choose_clusters", "distribute", "fit_clusters", "layers", "load_model",
+    "models", "retrain", "schedule", "search",
 ]  # fmt: skip

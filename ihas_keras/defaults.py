@@ -26,6 +26,10 @@ LAZY_ADAM_CATCH_UP = True  # rare rows take the steps dense Adam would (benchmar
 # pipeline's setting): float32 unless a user sets it.
 JIT_COMPILE = False
 DTYPE_POLICY = "float32"
+# The tf.distribute strategy the models train under, by name (`ihas_keras.distribute`):
+# "default" (one device), "one_device", "mirrored" (local GPUs or logical CPUs) or
+# "multi_worker" (TF_CONFIG's workers).
+STRATEGY = "default"
 
 # The training rule of every model (`ihas_keras.schedule`): train until the validation AUC has
 # not improved for PATIENCE epochs, best weights restored, at most MAX_EPOCHS epochs a phase.

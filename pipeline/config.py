@@ -13,7 +13,7 @@ import os
 import shlex
 from typing import Any
 
-from ihas_keras import defaults
+from ihas_keras import defaults, distribute
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -83,6 +83,8 @@ class PipelineConfig:
             IHAS_JIT_COMPILE, a boolean as above).
         dtype_policy: Keras's dtype policy of the models Search and Retrain build: "float32",
             or "mixed_float16" / "mixed_bfloat16" for GPUs and TPUs (IHAS_DTYPE_POLICY).
+        strategy: the `tf.distribute` strategy Search and Retrain train under: "default",
+            "one_device", "mirrored" or "multi_worker" (IHAS_STRATEGY; `ihas_keras.distribute`).
         beam_args: Beam pipeline options (IHAS_BEAM_ARGS, split as shell words).
     """
 
@@ -114,16 +116,18 @@ class PipelineConfig:
     routing: str = defaults.ROUTING
     batch_size: int = 0  # 0: by the rule of the training rows
     margin: float = defaults.BLESSING_MARGIN  # blessed when routed AUC >= base AUC - margin
-    jit_compile: bool = defaults.JIT_COMPILE
-    dtype_policy: str = defaults.DTYPE_POLICY
     last_blessed_margin: float = defaults.LAST_BLESSED_MARGIN
     min_auc: float = defaults.MIN_AUC
+    jit_compile: bool = defaults.JIT_COMPILE
+    dtype_policy: str = defaults.DTYPE_POLICY
+    strategy: str = defaults.STRATEGY
     # FnApiRunner, as the DirectRunner would end up with: Beam 2.77's DirectRunner first tries
     # PrismRunner, which downloads its binary from GitHub (offline: fails, leaving /tmp/beam-temp*).
     beam_args: tuple = ("--runner=FnApiRunner", "--direct_num_workers=2",
                         "--direct_running_mode=multi_threading")
 
     def __post_init__(self):
+        distribute.check_name(self.strategy, "IHAS_STRATEGY (PipelineConfig.strategy)")
         defaults = {
             "data_root": "data", "pipeline_root": "pipeline_root",
             "metadata_path": "metadata.sqlite", "serving_model_dir": "serving_model",

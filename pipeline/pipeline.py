@@ -62,7 +62,7 @@ def create_components(config: PipelineConfig, fingerprint_input: bool = True) ->
         gate_learning_rate=config.gate_learning_rate, patience=config.patience,
         batch_size=config.batch_size, regularization_weight=config.regularization_weight,
         gate_rank=config.gate_rank, jit_compile=config.jit_compile,
-        dtype_policy=config.dtype_policy,
+        dtype_policy=config.dtype_policy, strategy=config.strategy,
         seed=config.seed, **data,
     )
     cluster = Cluster(
@@ -76,7 +76,8 @@ def create_components(config: PipelineConfig, fingerprint_input: bool = True) ->
         patience=config.patience, batch_size=config.batch_size,
         warm_start=config.warm_start, shared_embedding=config.shared_embedding,
         routing=config.routing, jit_compile=config.jit_compile,
-        dtype_policy=config.dtype_policy, seed=config.seed, **data,
+        dtype_policy=config.dtype_policy, strategy=config.strategy, seed=config.seed,
+        **data,
     )
     # The model Evaluate last blessed (so Pusher pushed it), as TFX's Evaluator examples resolve
     # their baseline; nothing on a pipeline's first run.

@@ -6,7 +6,9 @@ the executor's module is imported by name and nothing else of the project is loa
 
 Inputs and outputs map a key to a list of [artifact class path, uri]; a class path is
 "module:Class" (for example "tfx.types.standard_artifacts:Examples"). Prints the artifacts'
-custom properties as JSON, which is all an orchestrator records besides the files.
+custom properties as JSON, which is all an orchestrator records besides the files. An optional
+"logical_cpus": N splits the CPU into N logical devices first (as a machine with N GPUs would
+give `MirroredStrategy` N replicas); TensorFlow fixes its devices when it starts, hence here.
 """
 
 import importlib
@@ -34,6 +36,12 @@ def _artifacts(spec: dict) -> dict:
 
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[1])
+    if spec.get("logical_cpus"):
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * spec["logical_cpus"])
     from tfx.dsl.components.base import base_beam_executor, base_executor
 
     executor_class = importlib.import_module(spec["executor"]).Executor

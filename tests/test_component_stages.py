@@ -362,17 +362,22 @@ def test_components_declare_their_channels():
     assert retrain.exec_properties["warm_start"] == int(defaults.WARM_START)
     assert retrain.exec_properties["shared_embedding"] == int(defaults.SHARED_EMBEDDING)
     assert retrain.exec_properties["seed"] == defaults.SPLIT_SEED
+    assert search.exec_properties["strategy"] == retrain.exec_properties["strategy"] \
+        == defaults.STRATEGY
 
 
-def run_fresh(executor: str, inputs: dict, outputs: dict, props: dict) -> dict:
+def run_fresh(executor: str, inputs: dict, outputs: dict, props: dict,
+              logical_cpus: int = 0) -> dict:
     """Runs EXECUTOR's `Do` in a new interpreter that imports only its module (as Kubeflow
-    does); returns the output artifacts' custom properties."""
+    does), its CPU split into LOGICAL_CPUS devices if given; returns the output artifacts'
+    custom properties."""
     def paths(artifacts):
         return {key: [[f"{type(a).__module__}:{type(a).__name__}", a.uri] for a in items]
                 for key, items in artifacts.items()}
 
     spec = {"executor": executor, "inputs": paths(inputs), "outputs": paths(outputs),
-            "exec_properties": props, "beam_pipeline_args": ["--direct_num_workers=1"]}
+            "exec_properties": props, "beam_pipeline_args": ["--direct_num_workers=1"],
+            "logical_cpus": logical_cpus}
     result = subprocess.run([sys.executable, "-m", "tests.run_executor", json.dumps(spec)],
                             capture_output=True, text=True, timeout=900,
                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -551,6 +556,68 @@ def test_search_and_retrain_take_the_gpu_settings(upstream, searched, clustered,
             examples=raw_test_rows(upstream, 20)[0])["probability"]
         assert probability.dtype == tf.float32
         assert np.all((probability.numpy() > 0) & (probability.numpy() < 1))
+
+
+def test_search_and_retrain_train_under_mirrored_strategy(upstream, searched, clustered,
+                                                          retrained, tmp_path):
+    """Execution property strategy "mirrored", each executor in a fresh process whose CPU is
+    split into 2 logical devices (as a 2-GPU machine would be): the models train with 2
+    replicas (recorded on the artifacts), are saved and exported, and Retrain's serving exports
+    score the test rows as the one-device run of the same inputs does."""
+    mirrored = {"strategy": "mirrored"}
+    search = {"model": [artifact(standard_artifacts.Model, tmp_path / "search")],
+              "model_run": [artifact(standard_artifacts.ModelRun, tmp_path / "run")]}
+    recorded = run_fresh("components.search.executor",
+                         {"examples": [upstream["transformed"]],
+                          "transform_graph": [upstream["graph"]]},
+                         search, {**upstream["props"], **SEARCH_PROPS, **mirrored},
+                         logical_cpus=2)
+    assert recorded["model"] == [{"strategy": "mirrored", "replicas": 2}]
+    assert isinstance(ihas_keras.load_model(os.path.join(search["model"][0].uri,
+                                                         "search.keras")), ihas_keras.SearchModel)
+    assert os.path.isfile(os.path.join(search["model"][0].uri, "gate_histogram.png"))
+    models = {"model": [artifact(standard_artifacts.Model, tmp_path / "routed")],
+              "baseline": [artifact(standard_artifacts.Model, tmp_path / "baseline")]}
+    recorded = run_fresh("components.retrain.executor",
+                         {"examples": [upstream["transformed"]],
+                          "transform_graph": [upstream["graph"]],
+                          "search_model": searched["model"], "cluster_plan": [clustered]},
+                         models, {**upstream["props"], **RETRAIN_PROPS, **mirrored},
+                         logical_cpus=2)
+    serialized, _ = raw_test_rows(upstream)
+    for key in models:
+        assert recorded[key] == [{"strategy": "mirrored", "replicas": 2}]
+        probability, one_device = (
+            tf.saved_model.load(path_utils.serving_model_path(outputs[key][0].uri))
+            .signatures["serving_default"](examples=serialized)["probability"].numpy()
+            for outputs in (models, retrained))
+        # The same inputs and seed as the `retrained` fixture's one-device run: the same
+        # model but for the order of float sums (measured: at most 0.005 apart).
+        np.testing.assert_allclose(probability, one_device, atol=0.02, err_msg=key)
+        assert probability.std() > 0, key
+
+
+def test_a_bad_strategy_is_an_error_naming_the_setting(upstream, tmp_path):
+    outputs = {"model": [artifact(standard_artifacts.Model, tmp_path / "m")],
+               "model_run": [artifact(standard_artifacts.ModelRun, tmp_path / "r")]}
+    with pytest.raises(ValueError, match="^Search's execution property 'strategy': unknown "
+                       "tf.distribute strategy 'mirorred'; allowed: default, one_device, "
+                       "mirrored, multi_worker$"):
+        SearchExecutor().Do({"examples": [upstream["transformed"]],
+                             "transform_graph": [upstream["graph"]]},
+                            outputs, {**upstream["props"], **SEARCH_PROPS,
+                                      "strategy": "mirorred"})
+    examples = channel.Channel(type=standard_artifacts.Examples)
+    with pytest.raises(ValueError, match="^Search: strategy: unknown tf.distribute strategy"):
+        Search(examples, channel.Channel(type=standard_artifacts.TransformGraph),
+               format="criteo", strategy="tpu")
+    with pytest.raises(ValueError, match="^Retrain: strategy: 'parameter_server' is not "
+                       "supported: ParameterServerStrategy is not supported by Keras 3's fit "
+                       r"\(keras-team/keras#18624\)"):
+        Retrain(examples, channel.Channel(type=standard_artifacts.TransformGraph),
+                channel.Channel(type=standard_artifacts.Model),
+                channel.Channel(type=ClusterPlan), format="criteo",
+                strategy="parameter_server")
 
 
 def test_retrain_with_the_other_cluster_models_serves_them(upstream, searched, clustered,

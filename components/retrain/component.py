@@ -7,7 +7,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.retrain import executor
 from components.types import ClusterPlan
-from ihas_keras import defaults
+from ihas_keras import defaults, distribute
 
 
 class RetrainSpec(types.ComponentSpec):
@@ -29,6 +29,7 @@ class RetrainSpec(types.ComponentSpec):
         "routing": ExecutionParameter(type=str, optional=True),
         "jit_compile": ExecutionParameter(type=int, optional=True),  # 0 or 1
         "dtype_policy": ExecutionParameter(type=str, optional=True),
+        "strategy": ExecutionParameter(type=str, optional=True),
         "seed": ExecutionParameter(type=int),
     }
     INPUTS = {
@@ -74,7 +75,14 @@ class Retrain(base_component.BaseComponent):
         jit_compile: compile the training steps with XLA (for GPUs; 0 or 1).
         dtype_policy: Keras's dtype policy of the models built: "float32", "mixed_float16" or
             "mixed_bfloat16" (`ihas_keras.precision.dtype_policy`).
+        strategy: the `tf.distribute` strategy the models train under: "default",
+            "one_device", "mirrored" or "multi_worker" (`ihas_keras.distribute`); recorded on
+            `model` and `baseline` with the number of replicas (custom properties `strategy`,
+            `replicas`).
         seed: seeds the training shuffle and the recommenders' initialisation.
+
+    Raises:
+        ValueError: STRATEGY names no strategy (`ihas_keras.distribute.check_name`).
     """
 
     SPEC_CLASS = RetrainSpec
@@ -89,13 +97,16 @@ class Retrain(base_component.BaseComponent):
                  routing: str = defaults.ROUTING,
                  jit_compile: bool | int = defaults.JIT_COMPILE,
                  dtype_policy: str = defaults.DTYPE_POLICY,
+                 strategy: str = defaults.STRATEGY,
                  seed: int = defaults.SPLIT_SEED) -> None:
+        distribute.check_name(strategy, "Retrain: strategy")
         spec = RetrainSpec(
             examples=examples, transform_graph=transform_graph, search_model=model,
             cluster_plan=cluster_plan, format=format, schema=schema, backbone=backbone,
             epochs=epochs, patience=patience, batch_size=batch_size,
             warm_start=int(warm_start), shared_embedding=int(shared_embedding),
-            routing=routing, jit_compile=int(jit_compile), dtype_policy=dtype_policy, seed=seed,
+            routing=routing, jit_compile=int(jit_compile), dtype_policy=dtype_policy,
+            strategy=strategy, seed=seed,
             model=types.Channel(type=standard_artifacts.Model),
             baseline=types.Channel(type=standard_artifacts.Model),
         )

@@ -14,8 +14,14 @@ from tfx.utils import path_utils
 
 import ihas_keras
 from components.cluster.executor import PLAN_FILE, plan_folders
-from components.search.executor import MODEL_FILE, batch_size, gpu_settings
-from ihas_keras import defaults
+from components.search.executor import (
+    MODEL_FILE,
+    batch_size,
+    gpu_settings,
+    record_strategy,
+    training_strategy,
+)
+from ihas_keras import defaults, distribute
 from ihas_keras.data import get_format, splits
 from ihas_keras.export.saved_model import export_serving_model
 from ihas_keras.precision import dtype_policy
@@ -44,8 +50,12 @@ class Executor(base_executor.BaseExecutor):
 
         A `batch_size` of 0 is the rule of split "train"'s rows. `seed` seeds the training
         shuffle and, before each is made, the recommenders' and the base model's initialisation.
+        The models are loaded and built under the `strategy` property's `tf.distribute`
+        strategy; on a multi-worker cluster only the chief writes them.
         """
         self._log_startup(input_dict, output_dict, exec_properties)
+        # First: a multi-worker strategy must be made before TensorFlow runs anything.
+        strategy = training_strategy(exec_properties, "Retrain")
         fmt = get_format(exec_properties["format"], exec_properties.get("schema") or None)
         examples = artifact_utils.get_single_uri(input_dict["examples"])
         graph = artifact_utils.get_single_uri(input_dict["transform_graph"])
@@ -58,26 +68,32 @@ class Executor(base_executor.BaseExecutor):
         train = splits.dataset(examples, "train", spec, fmt.label, batch, shuffle=True,
                                seed=seed)
         validation = splits.dataset(examples, "eval", spec, fmt.label, batch)
-        search = ihas_keras.load_model(os.path.join(search_dir, MODEL_FILE))
         plans = [ihas_keras.ClusterPlan.load(os.path.join(folder, PLAN_FILE))
                  for folder in plan_folders(plan_dir)]
-        backbone = exec_properties.get("backbone") or search.backbone_kind
         jit_compile, policy = gpu_settings(exec_properties)
 
-        with dtype_policy(policy):
-            model, plan, scores = retrain_best(
-                search, plans, train, validation, backbone=backbone, epochs=epochs,
-                batch_size=batch, patience=patience, verbose=2,
-                warm=bool(exec_properties["warm_start"]), seed=seed,
-                shared=_flag(exec_properties, "shared_embedding", defaults.SHARED_EMBEDDING),
-                routing=exec_properties.get("routing") or defaults.ROUTING,
-                jit_compile=jit_compile)
-            logging.info("Retrain: K = %d, %s", plan.num_clusters,
-                         "a routed model" if plan.num_clusters > 1 else
-                         f"one recommender of widths {plan.widths()[0].tolist()}")
-            keras.utils.set_random_seed(seed)  # the base model's start does not depend on it
-            baseline = fit_recommender(base_recommender(search, backbone), train, validation,
-                                       epochs, patience, verbose=2, jit_compile=jit_compile)
+        with strategy.scope():
+            search = ihas_keras.load_model(os.path.join(search_dir, MODEL_FILE))
+            backbone = exec_properties.get("backbone") or search.backbone_kind
+            with dtype_policy(policy):
+                model, plan, scores = retrain_best(
+                    search, plans, train, validation, backbone=backbone, epochs=epochs,
+                    batch_size=batch, patience=patience, verbose=2,
+                    warm=bool(exec_properties["warm_start"]), seed=seed,
+                    shared=_flag(exec_properties, "shared_embedding", defaults.SHARED_EMBEDDING),
+                    routing=exec_properties.get("routing") or defaults.ROUTING,
+                    jit_compile=jit_compile)
+                logging.info("Retrain: K = %d, %s", plan.num_clusters,
+                             "a routed model" if plan.num_clusters > 1 else
+                             f"one recommender of widths {plan.widths()[0].tolist()}")
+                keras.utils.set_random_seed(seed)  # the base model's start does not depend on it
+                baseline = fit_recommender(base_recommender(search, backbone), train, validation,
+                                           epochs, patience, verbose=2, jit_compile=jit_compile)
+        for key in ("model", "baseline"):
+            record_strategy(output_dict[key][0], strategy, exec_properties)
+        if not distribute.is_chief(strategy):
+            logging.info("Retrain: not the chief worker; the chief writes the models")
+            return
         for key, trained, name in (("model", model, ROUTED_FILE),
                                    ("baseline", baseline, BASELINE_FILE)):
             uri = artifact_utils.get_single_uri(output_dict[key])

@@ -6,7 +6,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.search import executor
-from ihas_keras import defaults
+from ihas_keras import defaults, distribute
 
 
 class SearchSpec(types.ComponentSpec):
@@ -27,6 +27,7 @@ class SearchSpec(types.ComponentSpec):
         "gate_rank": ExecutionParameter(type=int, optional=True),
         "jit_compile": ExecutionParameter(type=int, optional=True),  # 0 or 1
         "dtype_policy": ExecutionParameter(type=str, optional=True),
+        "strategy": ExecutionParameter(type=str, optional=True),
         "seed": ExecutionParameter(type=int),
     }
     INPUTS = {
@@ -67,7 +68,13 @@ class Search(base_component.BaseComponent):
         jit_compile: compile the training steps with XLA (for GPUs; 0 or 1).
         dtype_policy: Keras's dtype policy of the models built: "float32", "mixed_float16" or
             "mixed_bfloat16" (`ihas_keras.precision.dtype_policy`).
+        strategy: the `tf.distribute` strategy the model trains under: "default",
+            "one_device", "mirrored" or "multi_worker" (`ihas_keras.distribute`); recorded on
+            `model` with its number of replicas (custom properties `strategy`, `replicas`).
         seed: seeds the training shuffle, Keras and the gate noise.
+
+    Raises:
+        ValueError: STRATEGY names no strategy (`ihas_keras.distribute.check_name`).
     """
 
     SPEC_CLASS = SearchSpec
@@ -84,7 +91,9 @@ class Search(base_component.BaseComponent):
                  gate_rank: int = defaults.GATE_RANK,
                  jit_compile: bool | int = defaults.JIT_COMPILE,
                  dtype_policy: str = defaults.DTYPE_POLICY,
+                 strategy: str = defaults.STRATEGY,
                  seed: int = defaults.SPLIT_SEED) -> None:
+        distribute.check_name(strategy, "Search: strategy")
         spec = SearchSpec(
             examples=examples, transform_graph=transform_graph, format=format, schema=schema,
             embedding_dim=embedding_dim, backbone=backbone, pretrain_epochs=pretrain_epochs,
@@ -92,8 +101,8 @@ class Search(base_component.BaseComponent):
             gate_learning_rate=float(gate_learning_rate), patience=patience,
             batch_size=batch_size,
             regularization_weight=float(regularization_weight), gate_rank=gate_rank,
-            jit_compile=int(jit_compile), dtype_policy=dtype_policy, seed=seed,
-            model=types.Channel(type=standard_artifacts.Model),
+            jit_compile=int(jit_compile), dtype_policy=dtype_policy, strategy=strategy,
+            seed=seed, model=types.Channel(type=standard_artifacts.Model),
             model_run=types.Channel(type=standard_artifacts.ModelRun),
         )
         super().__init__(spec=spec)

@@ -13,7 +13,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import Artifact, artifact_utils
 
 import ihas_keras
-from ihas_keras import defaults, optimizers, schedule
+from ihas_keras import defaults, distribute, optimizers, schedule
 from ihas_keras.data import get_format, splits
 from ihas_keras.data.transform import vocabulary_sizes
 from ihas_keras.plots import gate_histograms
@@ -40,6 +40,39 @@ def gpu_settings(exec_properties: dict[str, Any]) -> tuple[bool, str]:
     jit_compile = exec_properties.get("jit_compile")
     return (defaults.JIT_COMPILE if jit_compile is None else bool(jit_compile),
             exec_properties.get("dtype_policy") or defaults.DTYPE_POLICY)
+
+
+def training_strategy(exec_properties: dict[str, Any], component: str,
+                      ) -> tf.distribute.Strategy:
+    """The `tf.distribute` strategy of a stage's execution property `strategy`.
+
+    Args:
+        exec_properties: the component's execution properties.
+        component: the component's name, for errors.
+
+    Returns:
+        `ihas_keras.distribute.strategy` of the property; `defaults.STRATEGY` where unset.
+
+    Raises:
+        ValueError: the property names no strategy, naming the component and the property.
+    """
+    return distribute.strategy(exec_properties.get("strategy") or defaults.STRATEGY,
+                               f"{component}'s execution property 'strategy'")
+
+
+def record_strategy(artifact: Artifact, strategy: tf.distribute.Strategy,
+                    exec_properties: dict[str, Any]) -> None:
+    """Records on ARTIFACT (in ML Metadata) the strategy its model trained under, and its
+    replicas.
+
+    Args:
+        artifact: the output model artifact.
+        strategy: the strategy.
+        exec_properties: the component's execution properties (the strategy's name).
+    """
+    artifact.set_string_custom_property(
+        "strategy", exec_properties.get("strategy") or defaults.STRATEGY)
+    artifact.set_int_custom_property("replicas", strategy.num_replicas_in_sync)
 
 
 def batch_size(examples: str, requested: int) -> int:
@@ -107,9 +140,14 @@ class Executor(base_executor.BaseExecutor):
         """Builds and searches the model, saves it and plots its gate probabilities on "eval".
 
         A `batch_size` of 0 is the rule of split "train"'s rows (`batch_size`), a `gate_every`
-        of 0 the rule of the batches per epoch (`ihas_keras.search`'s None).
+        of 0 the rule of the batches per epoch (`ihas_keras.search`'s None). The models are
+        built under the `strategy` property's `tf.distribute` strategy; on a multi-worker
+        cluster only the chief writes the model and the logs.
         """
         self._log_startup(input_dict, output_dict, exec_properties)
+        # First: a multi-worker strategy must be made before TensorFlow runs anything.
+        strategy = training_strategy(exec_properties, "Search")
+        chief = distribute.is_chief(strategy)
         fmt = get_format(exec_properties["format"], exec_properties.get("schema") or None)
         examples = artifact_utils.get_single_uri(input_dict["examples"])
         graph = artifact_utils.get_single_uri(input_dict["transform_graph"])
@@ -124,20 +162,27 @@ class Executor(base_executor.BaseExecutor):
         jit_compile, policy = gpu_settings(exec_properties)
         keras.utils.set_random_seed(exec_properties["seed"])
         gate_rank = exec_properties.get("gate_rank")
-        with dtype_policy(policy):
-            model = ihas_keras.build_model(
-                vocabulary_sizes(graph, fmt), exec_properties["embedding_dim"],
-                exec_properties["backbone"], seed=exec_properties["seed"],
-                regularization_weight=exec_properties["regularization_weight"], compile=False,
-                gate_rank=defaults.GATE_RANK if gate_rank is None else gate_rank,
-            )
-        model.compile(architecture_optimizer=optimizers.architecture_optimizer(
-            exec_properties["gate_learning_rate"]), jit_compile=jit_compile)
+        with strategy.scope():
+            with dtype_policy(policy):
+                model = ihas_keras.build_model(
+                    vocabulary_sizes(graph, fmt), exec_properties["embedding_dim"],
+                    exec_properties["backbone"], seed=exec_properties["seed"],
+                    regularization_weight=exec_properties["regularization_weight"],
+                    compile=False,
+                    gate_rank=defaults.GATE_RANK if gate_rank is None else gate_rank,
+                )
+            model.compile(architecture_optimizer=optimizers.architecture_optimizer(
+                exec_properties["gate_learning_rate"]), jit_compile=jit_compile)
         ihas_keras.search(
             model, train, validation, exec_properties["pretrain_epochs"],
             exec_properties["epochs"], exec_properties["gate_every"] or None,
-            callbacks=[EpochSummaries(logs)], verbose=2, patience=exec_properties["patience"],
+            callbacks=[EpochSummaries(logs)] if chief else [], verbose=2,
+            patience=exec_properties["patience"],
         )
+        record_strategy(output_dict["model"][0], strategy, exec_properties)
+        if not chief:
+            logging.info("Search: not the chief worker; the chief writes the model")
+            return
         model.save(os.path.join(model_dir, MODEL_FILE))
         probabilities = [model.gated(x)[2].numpy() for x, _ in validation.take(HISTOGRAM_BATCHES)]
         gate_histograms({"gate probabilities (eval)": np.concatenate(probabilities)},
