@@ -11,8 +11,8 @@ from sklearn.metrics import adjusted_rand_score
 from experiments import report as reporting
 from experiments.data import planted_truth, prepare, test_split
 from experiments.store import RunStore
-from experiments.variants import SeedRun, Settings, Trained, search_kind
-from ihas_keras import plots, schedule
+from experiments.variants import SeedRun, Settings, Trained, check_strategy, search_kind
+from ihas_keras import distribute, plots, schedule
 from ihas_keras.data.formats import TableFormat
 from ihas_keras.data.transform import transformed_dataset, vocabulary_sizes
 from ihas_keras.errors import BadInputError
@@ -227,8 +227,10 @@ def run(data: str, fmt: TableFormat, out: str, seeds: list[int], variants: list[
         BadInputError: there are no data files; OUT/prepared or a stored run was made from
             other data or settings, or a stored run or export is unreadable; or the test split
             has a single label.
+        ValueError: the settings' strategy is not one the runner takes (`check_strategy`).
     """
     s = settings or Settings()
+    strategy = distribute.strategy(check_strategy(s.strategy, "Settings.strategy"))
     paths = data_files(data)
     os.makedirs(out, exist_ok=True)
     prepared = os.path.join(out, "prepared")
@@ -248,7 +250,7 @@ def run(data: str, fmt: TableFormat, out: str, seeds: list[int], variants: list[
     figures = []
     store = RunStore(out, s, paths)
     for seed in seeds:
-        seed_run = SeedRun(sizes, train, validation, s, seed, store)
+        seed_run = SeedRun(sizes, train, validation, s, seed, store, strategy)
         for name in variants:
             result, how = store.get(name, seed), " (stored)"
             if result is None:

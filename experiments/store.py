@@ -19,9 +19,10 @@ _COSMETIC = ("progress", "verbose")
 # The settings a search model depends on: a kept search is reused only when they match.
 _SEARCH_SETTINGS = ("embedding_dim", "batch_size", "pretrain_epochs", "search_epochs",
                     "gate_every", "patience", "regularization_weight", "gate_learning_rate",
-                    "gate_rank")
+                    "gate_rank", "strategy")
 # Settings added later, and the value every run stored before them was made with.
-_INTRODUCED = {"shared_embedding": False, "routing": "gate", "gate_rank": 0}
+_INTRODUCED = {"shared_embedding": False, "routing": "gate", "gate_rank": 0,
+               "strategy": "default"}
 # How a run is evaluated: runs evaluated otherwise (earlier versions) are not mixed in.
 EVALUATION = "serving export"
 
@@ -98,6 +99,8 @@ class RunStore:
         try:
             with open(path + ".json") as f:
                 made_with = json.load(f)["made_with"]
+            made_with["settings"] = {**{k: v for k, v in _INTRODUCED.items()
+                                        if k in _SEARCH_SETTINGS}, **made_with["settings"]}
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise BadInputError(f"{path}.json: not a kept search ({e}); delete "
                                 f"{path}.keras to search again") from None

@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 
 import ihas_keras
-from ihas_keras import defaults, optimizers
+from ihas_keras import defaults, distribute, optimizers
 from ihas_keras.cluster import ClusterPlan
 from ihas_keras.layers.backbone import Backbone
 from ihas_keras.models.adafs import AdaFS
@@ -213,6 +213,9 @@ class Settings:
             alike.
         adafs_k: fields AdaFS-hard keeps; None: half.
         inference_batch_size: examples per call of a serving export.
+        strategy: the `tf.distribute` strategy every model trains under ("default",
+            "one_device" or "mirrored"; `ihas_keras.distribute`); the experiment runs in one
+            process, so not "multi_worker".
         verbose: Keras's verbosity.
         progress: show progress bars.
     """
@@ -234,8 +237,32 @@ class Settings:
     gate_learning_rate: float = defaults.GATE_LEARNING_RATE  # gates and selectors alike
     adafs_k: int | None = None  # fields AdaFS-hard keeps; None: half
     inference_batch_size: int = 2048  # RQ4 times the exports at this batch size
+    strategy: str = defaults.STRATEGY
     verbose: int = 0
     progress: bool = True
+
+
+def check_strategy(name: str, setting: str = "strategy") -> str:
+    """NAME if the experiment runner can train under that `tf.distribute` strategy.
+
+    Args:
+        name: the strategy's name (`ihas_keras.distribute.STRATEGIES`).
+        setting: where NAME was given, named in errors.
+
+    Returns:
+        NAME.
+
+    Raises:
+        ValueError: NAME names no strategy (`ihas_keras.distribute.check_name`), or it is
+            "multi_worker": the runner runs in one process and writes one OUT folder.
+    """
+    distribute.check_name(name, setting)
+    if name == "multi_worker":
+        raise ValueError(f"{setting}: multi_worker is not supported by the experiment runner, "
+                         "which runs in one process and writes one folder; use mirrored on one "
+                         "machine, or the library or the pipeline's Search and Retrain on a "
+                         "cluster")
+    return name
 
 
 @dataclasses.dataclass
@@ -267,12 +294,16 @@ class SeedRun:
         keep: where searches are kept (a `RunStore`: its `load_search` and `save_search`): a
             kept search is loaded instead of trained again, and a trained one is kept; None
             keeps searches in memory only.
+        strategy: the `tf.distribute` strategy the models are made (loaded) and train under;
+            None: TensorFlow's default strategy.
     """
 
     def __init__(self, sizes: dict, train: tf.data.Dataset, validation: tf.data.Dataset,
-                 settings: Settings, seed: int, keep=None) -> None:
+                 settings: Settings, seed: int, keep=None,
+                 strategy: tf.distribute.Strategy | None = None) -> None:
         self.sizes, self.train_data, self.validation_data = sizes, train, validation
         self.settings, self.seed, self.keep = settings, seed, keep
+        self.strategy = strategy or tf.distribute.get_strategy()
         self._searches, self._plans = {}, {}
 
     @property
@@ -298,7 +329,10 @@ class SeedRun:
         Returns:
             The searched model.
         """
-        key = search_kind(kind)
+        with self.strategy.scope():
+            return self._search(search_kind(kind))
+
+    def _search(self, key: str) -> SearchModel:
         kept = None if self.keep is None or key in self._searches else \
             self.keep.load_search(key, self.seed)
         if kept is not None:
@@ -346,6 +380,10 @@ class SeedRun:
         Raises:
             ValueError: NAME is not a variant (`parse_variant`).
         """
+        with self.strategy.scope():
+            return self._train(name)
+
+    def _train(self, name: str) -> Trained:
         kind, backbone = parse_variant(name)
         s, fields, vocab = self.settings, list(self.sizes), list(self.sizes.values())
         keras.utils.set_random_seed(self.seed)

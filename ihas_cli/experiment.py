@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-from experiments.variants import Settings, expand
+from experiments.variants import Settings, check_strategy, expand
 from ihas_keras.data import get_format
 from ihas_keras.errors import BadInputError
 
@@ -55,6 +55,7 @@ def run_command(args: argparse.Namespace) -> int:
         if not os.path.exists(args.data):
             raise BadInputError(f"{args.data}: no such data file or folder")
         fmt = get_format(args.format, args.schema)
+        check_strategy(args.strategy, "--strategy")
     except (BadInputError, ValueError) as e:
         print(f"ihas experiment: {e}", file=sys.stderr)
         return 2
@@ -66,7 +67,8 @@ def run_command(args: argparse.Namespace) -> int:
         shared_embedding=args.shared_embedding, routing=args.routing,
         regularization_weight=args.regularization_weight, gate_rank=args.gate_rank,
         gate_learning_rate=args.gate_learning_rate, adafs_k=args.adafs_k,
-        inference_batch_size=args.inference_batch_size, progress=not args.quiet,
+        inference_batch_size=args.inference_batch_size, strategy=args.strategy,
+        progress=not args.quiet,
     )
     from experiments.runner import run
 

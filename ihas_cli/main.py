@@ -394,6 +394,9 @@ def _add_experiment_verb(verbs) -> None:
                      help="examples per training batch (default: by the training rows)")
     exp.add_argument("--embedding-dim", type=int, default=Settings.embedding_dim)
     exp.add_argument("--inference-batch-size", type=int, default=Settings.inference_batch_size)
+    exp.add_argument("--strategy", default=Settings.strategy,
+                     help="the tf.distribute strategy every model trains under: default, "
+                     "one_device or mirrored (over the local GPUs, or the logical CPUs)")
     exp.add_argument("--quiet", action="store_true", help="no progress bars")
     exp.set_defaults(func=run)
 

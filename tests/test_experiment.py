@@ -186,6 +186,42 @@ def test_bad_input_is_one_line_and_exit_2(data, tmp_path, capsys, args):
     assert len(err) == 1 and err[0].startswith("ihas experiment: ")
 
 
+@pytest.mark.parametrize("name, why", [
+    ("mirorred", "unknown tf.distribute strategy 'mirorred'; allowed: default, one_device, "
+                 "mirrored, multi_worker"),
+    ("multi_worker", "multi_worker is not supported by the experiment runner"),
+    ("parameter_server", "'parameter_server' is not supported: ParameterServerStrategy is not "
+                         "supported by Keras 3's fit (keras-team/keras#18624)"),
+])
+def test_a_strategy_the_runner_cannot_take_is_one_line_naming_the_flag(data, tmp_path, capsys,
+                                                                       name, why):
+    root, schema = data
+    assert main(["experiment", "--data", str(root / "criteo.txt"), "--format", "generic",
+                 "--schema", str(schema), "--out", str(tmp_path), "--strategy", name]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"ihas experiment: --strategy: {why}"), err
+
+
+def test_runs_stored_before_the_strategy_setting_count_as_default(data, report, tmp_path,
+                                                                  monkeypatch):
+    """A run stored without the strategy setting was made with the default strategy: it is read
+    under "default" and refused under "mirrored", naming the setting."""
+    root, schema = data
+    fmt, out = get_format("generic", schema), tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    stored = out / "runs" / "base" / "seed-0.json"
+    run = json.loads(stored.read_text())
+    del run["made_with"]["settings"]["strategy"]
+    stored.write_text(json.dumps(run))
+    monkeypatch.setattr(runner.SeedRun, "train",
+                        lambda self, name: pytest.fail(f"{name} was trained again"))
+    again = runner.run(str(root / "criteo.txt"), fmt, str(out), [0], ["base"], SETTINGS)
+    assert again["variants"]["base"]["auc"] == report["variants"]["base"]["auc"]
+    with pytest.raises(BadInputError, match=r"seed-0.json: made with other settings \(strategy\)"):
+        runner.run(str(root / "criteo.txt"), fmt, str(out), [0], ["base"],
+                   dataclasses.replace(SETTINGS, strategy="mirrored"))
+
+
 FIELDS = [f"f{i}" for i in range(6)]
 
 
