@@ -271,6 +271,41 @@ def test_evaluate_blesses_by_margin(upstream, retrained, tmp_path, margin):
         ["metrics.json", "BLESSED" if blessed else "NOT_BLESSED"])
 
 
+def test_evaluate_checks_the_last_blessed_model_and_the_lowest_auc(upstream, retrained,
+                                                                    tmp_path):
+    """The base model stands in for the last blessed one: the same export scored twice gives the
+    same AUC, and each threshold alone can refuse the blessing."""
+    model = artifact(standard_artifacts.Model, retrained["model"][0].uri)
+    model.id = 7  # as ML Metadata numbers it
+    models = {**retrained, "model": [model]}
+
+    def metrics(**kwargs):
+        blessing = evaluate(upstream, models, tmp_path / str(len(os.listdir(tmp_path))),
+                            **kwargs)
+        with open(os.path.join(blessing.uri, "metrics.json")) as f:
+            return blessing, json.load(f)
+
+    last = retrained["baseline"]
+    blessing, found = metrics(margin=1.0, last_blessed=last, last_blessed_margin=1.0)
+    assert found["last_blessed"]["auc"] == found["baseline"]["auc"]
+    assert found["last_blessed"]["uri"] == last[0].uri and not found["last_blessed"]["same_model"]
+    assert found["checks"] == {"min_auc": True, "baseline": True, "last_blessed": True}
+    assert found["blessed"] and blessing.get_int_custom_property("blessed") == 1
+    # TFX's LatestBlessedModelStrategy finds the blessed model by this property.
+    assert blessing.get_int_custom_property("current_model_id") == 7
+    blessing, found = metrics(margin=1.0, last_blessed=last, last_blessed_margin=-1.0)
+    assert found["checks"] == {"min_auc": True, "baseline": True, "last_blessed": False}
+    assert not found["blessed"] and blessing.get_int_custom_property("blessed") == 0
+    assert os.path.isfile(os.path.join(blessing.uri, "NOT_BLESSED"))
+    blessing, found = metrics(margin=1.0, min_auc=1.01)  # no last blessed model: first run
+    assert found["checks"] == {"min_auc": False, "baseline": True}
+    assert "last_blessed" not in found and not found["blessed"]
+    # The model itself as the last blessed one (a rerun over cached Retrain): not blessed again.
+    blessing, found = metrics(margin=1.0, last_blessed=[model], last_blessed_margin=1.0)
+    assert found["last_blessed"] == {"uri": model.uri, "same_model": True}
+    assert found["checks"]["last_blessed"] is False and not found["blessed"]
+
+
 SERVE_ALONE = """
 import sys
 import tensorflow as tf

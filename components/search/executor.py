@@ -105,9 +105,9 @@ def batch_size(examples: str, requested: int) -> int:
 class EpochSummaries(keras.callbacks.Callback):
     """TensorBoard scalars `epoch_{metric}` in LOG_DIR/train, numbered across `fit` calls.
 
-    The `fit` calls are pretraining, then search. Written with TF's own summary ops:
-    `keras.callbacks.TensorBoard` needs the `tensorboard` package, which the environment does not
-    install.
+    The `fit` calls are pretraining, then search. Written with TF's own summary ops, not
+    `keras.callbacks.TensorBoard`, which numbers each `fit`'s epochs from 0 (the two phases would
+    overwrite each other's steps); `tensorboard --logdir` on the ModelRun shows them.
 
     Args:
         log_dir: the folder of the logs (the ModelRun artifact's URI).
