@@ -458,7 +458,11 @@ def main(argv: list[str] | None = None) -> int:
         # TensorFlow's INFO lines; for `ihas serve` its WARNING lines too: an op's failure on
         # a bad request is logged there quoting the client's bytes raw and whole (a malformed
         # tf.Example), what the client is answered, with a bounded excerpt, anyway.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if argv[:1] == ["serve"] else "1")
+        # At least that level, whatever the environment holds (a level a caller left lower
+        # would let the client's bytes through).
+        wanted = 2 if argv[:1] == ["serve"] else 1
+        held = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "")
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = str(max(wanted, int(held) if held.isdigit() else 0))
         if as_program:  # not when called in a process that owns its stderr (tests)
             quiet.filter_stderr()
         quiet.quiet_python_loggers()

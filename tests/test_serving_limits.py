@@ -4,6 +4,7 @@ no absolute paths to clients, no raw or unbounded client bytes in the log (issue
 import base64
 import json
 import logging
+import os
 import queue
 import shutil
 import signal
@@ -231,7 +232,9 @@ def test_ihas_serve_logs_no_raw_client_bytes(base, tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "ihas_cli", "serve", "--port", "0", "--rest_api_port", "0",
          "--model_name", "m", "--model_base_path", str(tmp_path / "m")],
-        stderr=subprocess.PIPE)
+        # A lower level in the environment (as `ihas` run in-process by an earlier test leaves
+        # it) must not let TensorFlow's warnings through.
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}, stderr=subprocess.PIPE)
     lines = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stderr],
                               daemon=True)
