@@ -27,7 +27,6 @@ from serving.tensors import (
     ServingError,
     array_to_tensor,
     check_inputs,
-    check_tensor,
     input_specs,
     invalid,
     run_signature,
@@ -42,6 +41,10 @@ def _model_spec(served: ServedVersion, signature_name: str) -> model_pb2.ModelSp
     spec = model_pb2.ModelSpec(name=served.name, signature_name=signature_name)
     spec.version.value = served.version
     return spec
+
+
+# The caps of a request run without any (warmup replay): the same checks, no limits.
+_UNLIMITED = Admission(None, None, None)
 
 
 def predict_signature(served: ServedVersion,
@@ -118,11 +121,9 @@ def predict(served: ServedVersion, request: predict_pb2.PredictRequest,
     name = request.model_spec.signature_name or DEFAULT_SIGNATURE
     specs = input_specs(predict_signature(served, name))
     check_inputs(specs, request.inputs)
+    admission = admission or _UNLIMITED
     for key, proto in request.inputs.items():  # before anything is expanded
-        if admission is not None:
-            admission.check_tensor(key, specs[key], proto)
-        else:
-            check_tensor(key, specs[key], proto, None)
+        admission.check_tensor(key, specs[key], proto)
     arrays = {k: tensor_to_array(k, v) for k, v in request.inputs.items()}
     outputs = run_predict(served, name, arrays, list(request.output_filter), admission)
     response = predict_pb2.PredictResponse(model_spec=_model_spec(served, name))
