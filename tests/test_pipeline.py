@@ -69,9 +69,9 @@ def run(tmp_path_factory):
     return make_config(home)
 
 
-def store(config):
+def store(metadata_path: str) -> metadata_store.MetadataStore:
     connection = metadata_store_pb2.ConnectionConfig()
-    connection.sqlite.filename_uri = config.metadata_path
+    connection.sqlite.filename_uri = metadata_path
     return metadata_store.MetadataStore(connection)
 
 
@@ -93,9 +93,7 @@ def kill_once_running(command, env, cwd, metadata_path, timeout=300):
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    connection = metadata_store_pb2.ConnectionConfig()
-    connection.sqlite.filename_uri = metadata_path
-    states = [e.last_known_state for e in metadata_store.MetadataStore(connection).get_executions()]
+    states = [e.last_known_state for e in store(metadata_path).get_executions()]
     assert states == [metadata_store_pb2.Execution.RUNNING], states
 
 
@@ -171,11 +169,11 @@ def test_the_run_leaves_no_beam_temporary_folders(run):
 
 
 def test_the_killed_runs_execution_is_canceled_by_the_next_run(run):
-    (killed,) = [e for e in store(run).get_executions()
+    (killed,) = [e for e in store(run.metadata_path).get_executions()
                  if e.last_known_state == metadata_store_pb2.Execution.CANCELED]
     assert local_runner.CANCELED_NOTE in killed.custom_properties
     assert killed.type.endswith("RawExampleGen")
-    states = [e.last_known_state for e in store(run).get_executions()]
+    states = [e.last_known_state for e in store(run.metadata_path).get_executions()]
     assert metadata_store_pb2.Execution.RUNNING not in states
 
 
@@ -189,7 +187,7 @@ def test_a_second_local_run_on_the_same_store_is_refused(run):
 def test_second_run_reuses_cached_components(run):
     local_runner.run(run)
     runs = collections.defaultdict(dict)
-    found = store(run)
+    found = store(run.metadata_path)
     for execution in found.get_executions():
         (context,) = [c for c in found.get_contexts_by_execution(execution.id)
                       if c.type == "pipeline_run"]
