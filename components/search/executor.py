@@ -56,8 +56,12 @@ def training_strategy(exec_properties: dict[str, Any], component: str,
     Raises:
         ValueError: the property names no strategy, naming the component and the property.
     """
-    return distribute.strategy(exec_properties.get("strategy") or defaults.STRATEGY,
+    return distribute.strategy(_strategy_name(exec_properties),
                                f"{component}'s execution property 'strategy'")
+
+
+def _strategy_name(exec_properties: dict[str, Any]) -> str:
+    return exec_properties.get("strategy") or defaults.STRATEGY
 
 
 def record_strategy(artifact: Artifact, strategy: tf.distribute.Strategy,
@@ -70,8 +74,7 @@ def record_strategy(artifact: Artifact, strategy: tf.distribute.Strategy,
         strategy: the strategy.
         exec_properties: the component's execution properties (the strategy's name).
     """
-    artifact.set_string_custom_property(
-        "strategy", exec_properties.get("strategy") or defaults.STRATEGY)
+    artifact.set_string_custom_property("strategy", _strategy_name(exec_properties))
     artifact.set_int_custom_property("replicas", strategy.num_replicas_in_sync)
 
 
